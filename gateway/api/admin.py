@@ -1,0 +1,27 @@
+"""Operator API: partners (list, inspect, suspend/resume/revoke)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.api.deps import container, current_partner
+
+
+def _actor() -> str:
+    return f"operator:{current_partner().id}"
+
+
+def list_partners(
+    limit: int = 50, cursor: str | None = None, status: str | None = None, kind: str | None = None
+) -> dict[str, Any]:
+    return container().partners.page(cursor=cursor, limit=limit, status=status, kind=kind)
+
+
+def get_partner(partner_id: str) -> dict[str, Any]:
+    return container().partners.get(partner_id)
+
+
+def update_partner(partner_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    return container().partners.set_status(
+        partner_id, body["status"], actor=_actor(), reason=body["reason"]
+    )

@@ -1,0 +1,1 @@
+"""Pure domain code: money, ids, clocks, errors, states. Imports nothing else of ours."""

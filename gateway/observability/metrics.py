@@ -1,0 +1,47 @@
+"""Prometheus metrics. Defined once per process; multiprocess-aware for gunicorn.
+
+With several worker processes set `PROMETHEUS_MULTIPROC_DIR` (see docs/operations.md) and the
+exposition aggregates every process's files.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+HTTP_REQUESTS = Counter(
+    "gateway_http_requests_total",
+    "HTTP requests by OpenAPI operation, method and status code",
+    ["operation", "method", "status"],
+)
+HTTP_LATENCY = Histogram(
+    "gateway_http_request_duration_seconds",
+    "HTTP request latency by OpenAPI operation",
+    ["operation", "method"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+RATE_LIMITED = Counter(
+    "gateway_rate_limited_total", "Requests refused by rate limits", ["partner_id"]
+)
+AUTH_FAILURES = Counter(
+    "gateway_auth_failures_total", "Rejected credentials and tokens by reason", ["reason"]
+)
+READY = Gauge("gateway_ready", "1 when the readiness checks pass", ["check"])
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text (all processes' samples when running multiprocess)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST

@@ -1,0 +1,1 @@
+"""Authentication and authorization: client credentials, JWT access tokens, scopes, rate limits."""

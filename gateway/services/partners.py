@@ -1,0 +1,241 @@
+"""Partners: create, authenticate, rotate secrets, suspend/resume/revoke.
+
+A partner's `token_version` is bumped whenever its access must end at once (suspension,
+revocation, secret rotation): tokens carry the version they were issued under and the request
+guard compares it with the row, so no token list or revocation cache is needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from gateway.domain.clock import Clock, rfc3339
+from gateway.domain.errors import AuthenticationFailed, NotFound, PermissionDenied
+from gateway.domain.ids import new_id
+from gateway.security.scopes import ALLOWED_SCOPES, check_scopes
+from gateway.security.secrets import hash_secret, new_client_secret, verify_secret
+from gateway.store.audit import record_audit
+from gateway.store.db import Database
+from gateway.store.pagination import page
+from gateway.store.tables import Partner
+
+STATUSES = ("active", "suspended", "revoked")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated partner of a request (what handlers see)."""
+
+    id: str
+    name: str
+    kind: str
+    scopes: frozenset[str]
+    settlement_account: str | None
+    settlement_currency: str | None
+    rate_limit: str | None
+
+    @classmethod
+    def of(cls, partner: Partner) -> Principal:
+        return cls(
+            partner.id,
+            partner.name,
+            partner.kind,
+            frozenset(partner.scopes),
+            partner.settlement_account,
+            partner.settlement_currency,
+            partner.rate_limit,
+        )
+
+
+def public_view(partner: Partner) -> dict[str, Any]:
+    """What a partner (or an operator listing partners) may see; never the secret hash."""
+    view: dict[str, Any] = {
+        "id": partner.id,
+        "name": partner.name,
+        "kind": partner.kind,
+        "status": partner.status,
+        "scopes": sorted(partner.scopes),
+        "created_at": rfc3339(partner.created_at),
+    }
+    if partner.settlement_account:
+        view["settlement_account"] = "****" + partner.settlement_account[-4:]
+        view["settlement_currency"] = partner.settlement_currency
+    return view
+
+
+class PartnerService:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.clock = clock
+
+    def create(
+        self,
+        *,
+        name: str,
+        kind: str,
+        scopes: list[str] | None = None,
+        settlement_account: str | None = None,
+        settlement_currency: str | None = None,
+        rate_limit: str | None = None,
+        actor: str,
+    ) -> tuple[dict[str, Any], str]:
+        """Create a partner; returns its public view and the client secret (shown only once)."""
+        granted = check_scopes(
+            kind, scopes if scopes is not None else sorted(ALLOWED_SCOPES.get(kind, []))
+        )
+        if not name.strip():
+            raise ValueError("name must not be empty")
+        if rate_limit:
+            from limits import parse_many
+
+            parse_many(rate_limit)
+        secret = new_client_secret()
+        now = self.clock.now()
+        partner = Partner(
+            id=new_id("ptn"),
+            name=name.strip(),
+            kind=kind,
+            status="active",
+            scopes=granted,
+            client_secret_hash=hash_secret(secret),
+            token_version=1,
+            settlement_account=settlement_account,
+            settlement_currency=settlement_currency,
+            rate_limit=rate_limit,
+            created_at=now,
+            updated_at=now,
+        )
+        with self.db.transaction() as session:
+            session.add(partner)
+            record_audit(
+                session,
+                actor=actor,
+                action="partner.created",
+                target_type="partner",
+                target_id=partner.id,
+                at=now,
+                details={"kind": kind, "scopes": granted},
+            )
+            view = public_view(partner)
+        return view, secret
+
+    def list(self) -> list[dict[str, Any]]:
+        with self.db.read() as session:
+            partners = session.scalars(select(Partner).order_by(Partner.id)).all()
+            return [public_view(p) for p in partners]
+
+    def page(
+        self, *, cursor: str | None, limit: int, status: str | None = None, kind: str | None = None
+    ) -> dict[str, Any]:
+        query = select(Partner)
+        if status:
+            query = query.where(Partner.status == status)
+        if kind:
+            query = query.where(Partner.kind == kind)
+        with self.db.read() as session:
+            return page(session, query, Partner.id, cursor=cursor, limit=limit, render=public_view)
+
+    def get(self, partner_id: str) -> dict[str, Any]:
+        with self.db.read() as session:
+            partner = session.get(Partner, partner_id)
+            if partner is None:
+                raise NotFound("No such partner", code="partner_not_found")
+            return public_view(partner)
+
+    def rotate_secret(self, partner_id: str, *, actor: str) -> str:
+        """Issue a new secret; the old one and every token issued under it stop working."""
+        secret = new_client_secret()
+        with self.db.transaction() as session:
+            partner = self._locked(session, partner_id)
+            partner.client_secret_hash = hash_secret(secret)
+            partner.token_version += 1
+            partner.updated_at = self.clock.now()
+            record_audit(
+                session,
+                actor=actor,
+                action="partner.secret_rotated",
+                target_type="partner",
+                target_id=partner_id,
+                at=partner.updated_at,
+            )
+        return secret
+
+    def set_status(
+        self, partner_id: str, status: str, *, actor: str, reason: str = ""
+    ) -> dict[str, Any]:
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}")
+        with self.db.transaction() as session:
+            partner = self._locked(session, partner_id)
+            if partner.status == "revoked" and status != "revoked":
+                raise PermissionDenied(
+                    "A revoked partner cannot be reactivated", code="partner_revoked"
+                )
+            if partner.status != status:
+                partner.status = status
+                partner.token_version += 1
+                partner.updated_at = self.clock.now()
+                record_audit(
+                    session,
+                    actor=actor,
+                    action=f"partner.{status}",
+                    target_type="partner",
+                    target_id=partner_id,
+                    at=partner.updated_at,
+                    details={"reason": reason},
+                )
+            return public_view(partner)
+
+    def authenticate(self, client_id: str, client_secret: str) -> Partner:
+        """Check client credentials (constant work whether or not the id exists)."""
+        with self.db.read() as session:
+            partner = session.get(Partner, client_id) if len(client_id) <= 40 else None
+            if not verify_secret(partner.client_secret_hash if partner else None, client_secret):
+                raise AuthenticationFailed(
+                    "Client authentication failed",
+                    code="invalid_client",
+                    headers={"WWW-Authenticate": 'Basic realm="wallet-gateway"'},
+                    error="invalid_client",
+                )
+            assert partner is not None
+            if partner.status != "active":
+                raise AuthenticationFailed(
+                    f"The partner is {partner.status}",
+                    code="partner_inactive",
+                    error="invalid_client",
+                )
+            return partner
+
+    def principal(self, partner_id: str, token_version: int) -> Principal:
+        """The active partner behind a verified token, or 401 if access was withdrawn."""
+        with self.db.read() as session:
+            partner = session.get(Partner, partner_id)
+            if (
+                partner is None
+                or partner.token_version != token_version
+                or partner.status != "active"
+            ):
+                status = partner.status if partner is not None else "unknown"
+                detail = (
+                    f"The partner is {status}"
+                    if status in ("suspended", "revoked")
+                    else "The access token has been revoked"
+                )
+                raise AuthenticationFailed(
+                    detail,
+                    code="token_revoked",
+                    headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                )
+            return Principal.of(partner)
+
+    @staticmethod
+    def _locked(session: Any, partner_id: str) -> Partner:
+        partner = session.execute(
+            select(Partner).where(Partner.id == partner_id).with_for_update()
+        ).scalar_one_or_none()
+        if partner is None:
+            raise NotFound("No such partner", code="partner_not_found")
+        return partner

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy tables, the Database handle, repositories, migrations, outbox."""

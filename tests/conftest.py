@@ -1,0 +1,188 @@
+"""Shared fixtures: one migrated database and one app per test session, on SQLite or PostgreSQL.
+
+`pytest --db=postgresql` (or GATEWAY_TEST_DB=postgresql) runs the suite on a fresh PostgreSQL
+database created for the session (and dropped after). Under CI=true an unreachable PostgreSQL
+fails the run; locally it skips that leg with a message.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import secrets
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from gateway.domain.clock import OffsetClock
+from gateway.settings import Settings, load_settings
+
+ADMIN_POSTGRES_URL = os.environ.get(
+    "GATEWAY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--db",
+        choices=["sqlite", "postgresql"],
+        default=os.environ.get("GATEWAY_TEST_DB", "sqlite"),
+        help="database backend for the suite",
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"database backend: {config.getoption('--db')}"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # An empty run must never look like a pass (pytest's exit code 5).
+    if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--db") != "postgresql":
+        skip = pytest.mark.skip(reason="needs PostgreSQL (run with --db=postgresql)")
+        for item in items:
+            if "postgres_only" in item.keywords:
+                item.add_marker(skip)
+
+
+def _postgres_database(worker: str) -> Iterator[str]:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    admin = make_url(ADMIN_POSTGRES_URL)
+    conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        connection = psycopg.connect(conninfo, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        message = f"PostgreSQL at {admin.host}:{admin.port} is unreachable: {exc}"
+        if os.environ.get("CI"):
+            pytest.exit(message + " (required under CI)", returncode=3)
+        pytest.exit(message + "; skipping the PostgreSQL leg locally", returncode=0)
+    name = f"wgt_{worker}_{uuid.uuid4().hex[:10]}"
+    with connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    if request.config.getoption("--db") == "postgresql":
+        yield from _postgres_database(worker)
+    else:
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'gateway.db'}"
+
+
+@pytest.fixture(scope="session")
+def clock() -> OffsetClock:
+    return OffsetClock()
+
+
+def make_settings(database_url: str, data_dir: Any, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "environment": "test",
+        "database_url": database_url,
+        "data_dir": data_dir,
+        "log_format": "json",
+        "rate_limit_default": "10000/second",
+        "run_workers_in_process": False,
+        "idempotency_wait_seconds": 5.0,
+    }
+    values.update(overrides)
+    return load_settings(**values)
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return make_settings(database_url, tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="session")
+def container(settings: Settings, clock: OffsetClock) -> Iterator[Any]:
+    from gateway.container import build_container
+    from gateway.store import migrate
+
+    gateway = build_container(settings, clock=clock)
+    migrate.upgrade(gateway.db.engine)
+    yield gateway
+    gateway.close()
+
+
+@pytest.fixture(scope="session")
+def app(container: Any) -> Any:
+    from gateway.app import create_app
+
+    return create_app(container=container, validate_responses=True)
+
+
+@pytest.fixture(scope="session")
+def client(app: Any) -> Iterator[Any]:
+    with app.test_client() as test_client:
+        yield test_client
+
+
+@dataclass
+class PartnerCredentials:
+    id: str
+    secret: str
+    kind: str
+    token: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@pytest.fixture(scope="session")
+def make_partner(container: Any) -> Callable[..., PartnerCredentials]:
+    """Create a partner and mint it a token through the token service (fast, no HTTP)."""
+
+    def make(
+        kind: str = "wallet", scopes: list[str] | None = None, **extra: Any
+    ) -> PartnerCredentials:
+        view, secret = container.partners.create(
+            name=f"test {kind} {secrets.token_hex(3)}",
+            kind=kind,
+            scopes=scopes,
+            actor="test",
+            **extra,
+        )
+        issued = container.tokens.issue(
+            partner_id=view["id"], kind=kind, scopes=view["scopes"], version=1
+        )
+        return PartnerCredentials(view["id"], secret, kind, issued.access_token)
+
+    return make
+
+
+@pytest.fixture
+def captured_logs() -> Iterator[Callable[[], str]]:
+    """Everything logged during the test, rendered exactly as production renders it."""
+    from gateway.observability.logging import build_formatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(build_formatter("json"))
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield stream.getvalue
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)

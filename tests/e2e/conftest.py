@@ -1,0 +1,67 @@
+"""A real gateway process on a free loopback port, for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningGateway:
+    base_url: str
+    port: int
+    env: dict[str, str]
+    log_path: Path
+
+    def logs(self) -> str:
+        return self.log_path.read_text()
+
+
+@pytest.fixture(scope="session")
+def live_gateway(settings, container, tmp_path_factory) -> Iterator[RunningGateway]:  # type: ignore[no-untyped-def]
+    port = free_port()
+    env = {
+        **os.environ,
+        "GATEWAY_DATABASE_URL": settings.resolved_database_url,
+        "GATEWAY_DATA_DIR": str(settings.data_dir),
+        "GATEWAY_PORT": str(port),
+        "GATEWAY_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+        "GATEWAY_ENVIRONMENT": "test",
+    }
+    log_path = tmp_path_factory.mktemp("live") / "gateway.log"
+    bin_dir = Path(sys.executable).parent
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [str(bin_dir / "wallet-gateway"), "serve"], env=env, cwd=ROOT, stdout=log, stderr=log
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base_url}/health/live", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    else:
+        process.kill()
+        pytest.fail("gateway did not start:\n" + log_path.read_text())
+    yield RunningGateway(base_url, port, env, log_path)
+    process.terminate()
+    process.wait(timeout=15)
