@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from adapters.base import CoreBanking, Notifier
 from gateway.domain.clock import Clock, SystemClock
 from gateway.security.ratelimit import RateLimiter
 from gateway.security.tokens import SigningKeys, TokenService
@@ -33,6 +34,9 @@ class Container:
     rate_limiter: RateLimiter
     idempotency: IdempotencyKeys
     partners: PartnerService
+    # Adapters: wired by build_container from settings, or passed in as overrides.
+    core_banking: CoreBanking | None = None
+    notifier: Notifier | None = None
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
     # Background loops started by `serve` (threads) or `worker` (processes): name -> factory.
     workers: dict[str, Callable[[], Any]] = field(default_factory=dict)

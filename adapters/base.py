@@ -1,0 +1,273 @@
+"""The Protocols the gateway talks to the outside world through, and their error hierarchy.
+
+Services depend on these Protocols only; `adapters/core_banking/soap.py` (zeep), the core
+simulator, provider packages and notifiers implement them. Every adapter error is a
+`GatewayError`, so an unhandled one still renders as a sensible problem (502/503/504).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from gateway.domain.errors import GatewayError
+from gateway.domain.money import Money
+
+# --- errors ---------------------------------------------------------------------------------------
+
+
+class AdapterError(GatewayError):
+    """A dependency failed. `retryable` says whether the same call may simply be repeated."""
+
+    status = 502
+    default_code = "upstream_error"
+    title = "Upstream error"
+
+
+class CoreBankingError(AdapterError):
+    """A core-banking fault. `core_code` is the core's code (e.g. INSUFFICIENT_FUNDS)."""
+
+    default_code = "core_banking_error"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        core_code: str = "UNKNOWN",
+        category: str = "SERVER",
+        field: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(detail, **kwargs)
+        self.core_code = core_code
+        self.category = category
+        self.field = field
+
+
+class CoreBankingRejected(CoreBankingError):
+    """The core refused the request for a business reason (client category): do not retry."""
+
+    status = 422
+    default_code = "core_banking_rejected"
+    title = "Refused by core banking"
+
+
+class CoreBankingUnavailable(CoreBankingError):
+    """The core could not be reached or is down; nothing was done, the call may be retried."""
+
+    status = 503
+    default_code = "core_banking_unavailable"
+    title = "Core banking unavailable"
+    default_retryable = True
+
+
+class OutcomeUnknown(CoreBankingError):
+    """A posting timed out or its response was lost: it may or may not have been booked.
+
+    Never retry the posting blindly; resolve with `get_transaction_status(reference)`.
+    """
+
+    status = 504
+    default_code = "core_banking_outcome_unknown"
+    title = "Outcome unknown"
+
+
+class ProviderError(AdapterError):
+    """A wallet provider failed; `provider_code` is its own code."""
+
+    default_code = "provider_error"
+
+    def __init__(
+        self, detail: str | None = None, *, provider_code: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(detail, **kwargs)
+        self.provider_code = provider_code
+
+
+class ProviderRejected(ProviderError):
+    status = 422
+    default_code = "provider_rejected"
+    title = "Refused by the provider"
+
+
+class ProviderUnavailable(ProviderError):
+    status = 503
+    default_code = "provider_unavailable"
+    title = "Provider unavailable"
+    default_retryable = True
+
+
+class ProviderTimeout(ProviderError):
+    """The provider did not answer in time; the outcome of a money-moving call is unknown."""
+
+    status = 504
+    default_code = "provider_timeout"
+    title = "Provider timeout"
+
+
+class NotSupportedByProvider(ProviderError):
+    status = 422
+    default_code = "not_supported_by_provider"
+    title = "Not supported by this provider"
+
+
+class WebhookVerificationError(AdapterError):
+    """An inbound notification failed verification; `reason` says which check failed."""
+
+    status = 401
+    default_code = "webhook_verification_failed"
+    title = "Webhook verification failed"
+
+    def __init__(self, reason: str, detail: str | None = None) -> None:
+        super().__init__(detail or f"Notification rejected: {reason}")
+        self.reason = reason
+
+
+class NotifierError(AdapterError):
+    default_code = "notifier_error"
+    title = "Notification could not be sent"
+
+
+# --- core banking ---------------------------------------------------------------------------------
+
+AccountStatus = Literal["ACTIVE", "DORMANT", "BLOCKED", "CLOSED"]
+TransactionState = Literal["BOOKED", "PENDING", "REVERSED", "REJECTED", "NOT_FOUND"]
+
+
+@dataclass(frozen=True)
+class CoreAccount:
+    account_number: str
+    holder_name: str
+    currency: str
+    status: AccountStatus
+    debit_allowed: bool
+    credit_allowed: bool
+    # The holder's mobile number registered at the bank: used only to send OTPs, never exposed.
+    registered_mobile: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class CoreBalance:
+    account_number: str
+    available: Money
+    ledger: Money
+    as_of: datetime
+
+
+@dataclass(frozen=True)
+class HoldResult:
+    hold_reference: str
+    status: Literal["PLACED", "RELEASED", "CAPTURED", "EXPIRED"]
+    amount: Money
+    expires_at: datetime | None
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class PostingResult:
+    external_reference: str
+    core_reference: str
+    status: TransactionState
+    booking_date: date
+    value_date: date
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class TransactionStatus:
+    external_reference: str
+    status: TransactionState
+    core_reference: str | None = None
+    amount: Money | None = None
+    booked_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class StatementEntry:
+    """One booked entry, shaped like an ISO 20022 camt.053 `Ntry`."""
+
+    entry_reference: str
+    amount: Money
+    credit_debit: Literal["CRDT", "DBIT"]
+    status: Literal["BOOK", "PDNG"]
+    booking_date: date
+    value_date: date
+    external_reference: str | None
+    core_reference: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class StatementPage:
+    account_number: str
+    entries: list[StatementEntry]
+    next_page_token: str | None
+
+
+@runtime_checkable
+class CoreBanking(Protocol):
+    """The bank's core system. References are ours (≤ 35 chars); postings are idempotent by them
+    in a faithful core, but callers must not rely on that: after `OutcomeUnknown` they ask
+    `get_transaction_status` before anything else.
+    """
+
+    def get_account(self, account_number: str) -> CoreAccount: ...
+
+    def get_balance(self, account_number: str) -> CoreBalance: ...
+
+    def place_hold(
+        self,
+        *,
+        hold_reference: str,
+        account_number: str,
+        amount: Money,
+        expires_at: datetime | None = None,
+        description: str = "",
+    ) -> HoldResult: ...
+
+    def release_hold(self, *, hold_reference: str) -> HoldResult: ...
+
+    def post_transfer(
+        self,
+        *,
+        external_reference: str,
+        debit_account: str,
+        credit_account: str,
+        amount: Money,
+        description: str = "",
+        hold_reference: str | None = None,
+    ) -> PostingResult:
+        """Book a transfer; with `hold_reference`, capture (part of) that hold and release the
+        rest. Raises `OutcomeUnknown` on timeout or lost response."""
+        ...
+
+    def reverse_transfer(
+        self, *, external_reference: str, original_reference: str, reason: str = ""
+    ) -> PostingResult: ...
+
+    def get_transaction_status(self, external_reference: str) -> TransactionStatus: ...
+
+    def get_statement(
+        self,
+        *,
+        account_number: str,
+        from_date: date,
+        to_date: date,
+        page_token: str | None = None,
+        page_size: int = 100,
+    ) -> StatementPage: ...
+
+    def ping(self) -> None: ...
+
+
+# --- notifications --------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Notifier(Protocol):
+    """Sends short messages (OTPs) to a customer's registered mobile number."""
+
+    def send_sms(self, *, to: str, text: str, reference: str) -> str:
+        """Send `text` to `to`; returns the gateway's message id. Raises `NotifierError`."""
+        ...
