@@ -65,6 +65,23 @@ def migrate(revision: str) -> None:
     click.echo(f"database at revision {status.current} (head {status.head})")
 
 
+@main.command("new-migration", hidden=True)
+@click.argument("message")
+@click.option("--rev-id", required=True, help="Next number, e.g. 0003.")
+def new_migration(message: str, rev_id: str) -> None:
+    """(developers) Autogenerate a migration from the models against a scratch SQLite DB."""
+    import tempfile
+
+    from gateway.store import migrate as migrations
+    from gateway.store.db import Database
+
+    with tempfile.TemporaryDirectory() as scratch:
+        db = Database.from_settings(load_settings(database_url=f"sqlite:///{scratch}/scratch.db"))
+        migrations.upgrade(db.engine)
+        migrations.autogenerate(db.engine, message, rev_id)
+        db.dispose()
+
+
 @main.command()
 @click.option("--host", default=None, help="Bind address (default GATEWAY_HOST).")
 @click.option("--port", type=int, default=None, help="Port (default GATEWAY_PORT).")

@@ -20,6 +20,7 @@ from gateway.services.partners import PartnerService
 from gateway.settings import Settings
 from gateway.store.db import Database
 from gateway.store.idempotency import IdempotencyKeys
+from gateway.vault import Vault, VaultKeys
 
 # A readiness check returns None when healthy, or a short reason when not.
 HealthCheck = Callable[[], str | None]
@@ -34,6 +35,7 @@ class Container:
     rate_limiter: RateLimiter
     idempotency: IdempotencyKeys
     partners: PartnerService
+    vault: Vault
     # Adapters: wired by build_container from settings, or passed in as overrides.
     core_banking: CoreBanking | None = None
     notifier: Notifier | None = None
@@ -73,6 +75,14 @@ def build_container(settings: Settings, **overrides: Any) -> Container:
             wait_seconds=settings.idempotency_wait_seconds,
         ),
         partners=PartnerService(db, clock),
+        vault=overrides.pop("vault", None)
+        or Vault(
+            VaultKeys(
+                settings.resolved_vault_keys_dir,
+                create_if_missing=settings.vault_keys_dir is None,
+            ),
+            clock,
+        ),
     )
     for name, value in overrides.items():
         if not hasattr(container, name):

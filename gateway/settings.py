@@ -81,6 +81,11 @@ class Settings(BaseSettings):
         "verify). "
         "Empty means `<data_dir>/signing-keys`, created on first use (not allowed in production).",
     )
+    vault_keys_dir: Path | None = Field(
+        None,
+        description="Directory of vault keys (`<version>.key`, `index.key`). Empty means "
+        "`<data_dir>/vault-keys`, created on first use (not allowed in production).",
+    )
     rate_limit_default: str = Field(
         "100/second",
         description="Default per-partner request rate (`limits` syntax, e.g. "
@@ -151,6 +156,8 @@ class Settings(BaseSettings):
         problems = []
         if self.resolved_database_url.startswith("sqlite"):
             problems.append("GATEWAY_DATABASE_URL must point at PostgreSQL in production")
+        if self.vault_keys_dir is None:
+            problems.append("GATEWAY_VAULT_KEYS_DIR must be set in production (no generated keys)")
         if self.signing_keys_dir is None:
             problems.append(
                 "GATEWAY_SIGNING_KEYS_DIR must be set in production (no generated keys)"
@@ -171,6 +178,10 @@ class Settings(BaseSettings):
     @property
     def resolved_signing_keys_dir(self) -> Path:
         return self.signing_keys_dir or self.data_dir / "signing-keys"
+
+    @property
+    def resolved_vault_keys_dir(self) -> Path:
+        return self.vault_keys_dir or self.data_dir / "vault-keys"
 
     @property
     def issuer(self) -> str:

@@ -52,9 +52,12 @@ def upgrade(engine: Engine, revision: str = "head") -> MigrationStatus:
     return status(engine)
 
 
-def autogenerate(engine: Engine, message: str) -> None:
-    """Developer helper: write a new revision from the difference between tables and the DB."""
+def autogenerate(engine: Engine, message: str, revision_id: str) -> None:
+    """Developer helper: write a new revision from the difference between tables and the DB.
+
+    The database must be at head first; review the generated file before committing it.
+    """
     config = _config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.revision(config, message=message, autogenerate=True)
+        command.revision(config, message=message, autogenerate=True, rev_id=revision_id)

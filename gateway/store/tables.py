@@ -115,4 +115,19 @@ class Event(Base):
     )
 
 
-__all__ = ["AuditEntry", "Base", "Event", "IdempotencyRecord", "Partner"]
+class VaultEntry(Base):
+    """One encrypted value. AES-GCM with the row id as associated data (see gateway/vault)."""
+
+    __tablename__ = "vault_entries"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(40))
+    key_version: Mapped[int] = mapped_column(Integer, index=True)
+    ciphertext: Mapped[str] = mapped_column(String(2000))
+    blind_index: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+    __table_args__ = (Index(None, "purpose", "blind_index"),)
+
+
+__all__ = ["AuditEntry", "Base", "Event", "IdempotencyRecord", "Partner", "VaultEntry"]

@@ -18,7 +18,11 @@ def test_the_readme_walkthrough_works(live_gateway) -> None:  # type: ignore[no-
     script = _walkthrough().replace("127.0.0.1:8080", f"127.0.0.1:{live_gateway.port}")
     result = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script],
-        cwd=ROOT, env=live_gateway.env, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env=live_gateway.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
