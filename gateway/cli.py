@@ -306,6 +306,78 @@ def keys() -> None:
     """Manage signing and encryption keys."""
 
 
+@keys.command("rotate")
+@click.option(
+    "--resume", is_flag=True, help="Do not add a key; finish re-encrypting to the newest."
+)
+@click.option("--batch-size", type=int, default=500, show_default=True)
+@click.option(
+    "--settle-seconds",
+    type=float,
+    default=None,
+    help="Wait this long, then sweep again, so entries written by processes that had not yet "
+    "noticed the new key are re-encrypted too (default: GATEWAY_VAULT_KEY_RELOAD_SECONDS).",
+)
+def keys_rotate(resume: bool, batch_size: int, settle_seconds: float | None) -> None:
+    """Add a vault key and re-encrypt every entry under it, in batches, under live traffic."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    gateway = _container()
+    vault, db = gateway.vault, gateway.db
+    try:
+        version = vault.keys.active if resume else vault.keys.add_version()
+        settle = (
+            gateway.settings.vault_key_reload_seconds if settle_seconds is None else settle_seconds
+        )
+        click.echo(f"vault key version {version} is active; re-encrypting older entries")
+        total, failed = 0, list[str]()
+        for sweep in range(2):
+            remaining = vault.count_below(db, version)
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                transient=False,
+            ) as progress:
+                task = progress.add_task(f"sweep {sweep + 1}", total=remaining)
+                moved, bad = vault.reencrypt_all(
+                    db,
+                    version,
+                    batch_size,
+                    progress=lambda n, task=task: progress.advance(task, n),
+                )
+                total += moved
+                failed = bad  # the last sweep's list is the current truth
+            if sweep == 0 and settle > 0:
+                time.sleep(settle)  # let every process reload the key directory
+        left = vault.count_below(db, version)
+        record_actor = _actor()
+        from gateway.store.audit import record_audit
+
+        with db.transaction() as session:
+            record_audit(
+                session,
+                actor=record_actor,
+                action="vault.rotated",
+                target_type="vault",
+                target_id=str(version),
+                at=gateway.clock.now(),
+                details={"reencrypted": total, "remaining": left, "undecryptable": failed},
+            )
+    finally:
+        gateway.close()
+    click.echo(f"re-encrypted {total} entries; {left} remain under older keys")
+    if failed:
+        raise click.ClickException(
+            f"{len(failed)} entries do not decrypt (tampered or corrupt): {', '.join(failed[:20])}"
+        )
+    if left:
+        raise click.ClickException("entries remain under older keys: run `keys rotate --resume`")
+
+
 @keys.command("rotate-signing")
 def keys_rotate_signing() -> None:
     """Add a new access-token signing key; it signs from now on, old keys still verify."""

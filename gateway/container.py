@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from adapters.base import CoreBanking, Notifier
+from adapters.base import CoreBanking, CoreBankingUnavailable, Notifier
 from gateway.domain.clock import Clock, SystemClock
 from gateway.security.ratelimit import RateLimiter
 from gateway.security.tokens import SigningKeys, TokenService
+from gateway.services.links import LinkPolicy, LinkService
+from gateway.services.otp import OtpPolicy, OtpService
 from gateway.services.partners import PartnerService
 from gateway.settings import Settings
 from gateway.store.db import Database
@@ -37,14 +39,46 @@ class Container:
     partners: PartnerService
     vault: Vault
     # Adapters: wired by build_container from settings, or passed in as overrides.
-    core_banking: CoreBanking | None = None
-    notifier: Notifier | None = None
+    core_banking: CoreBanking
+    notifier: Notifier
+    otp: OtpService
+    links: LinkService
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
     # Background loops started by `serve` (threads) or `worker` (processes): name -> factory.
     workers: dict[str, Callable[[], Any]] = field(default_factory=dict)
 
     def close(self) -> None:
         self.db.dispose()
+
+
+class _NoCoreBanking:
+    """Stands in until a core-banking adapter is configured: every call is 'unavailable'."""
+
+    def __getattr__(self, name: str) -> Any:
+        def unavailable(*_args: Any, **_kwargs: Any) -> Any:
+            raise CoreBankingUnavailable(
+                "Core banking is not configured", core_code="NOT_CONFIGURED"
+            )
+
+        return unavailable
+
+
+def build_notifier(settings: Settings) -> Notifier:
+    if settings.notifier == "http":
+        from adapters.notifiers.sms_http import HttpSmsNotifier
+
+        assert settings.sms_gateway_url is not None
+        token = settings.sms_gateway_token
+        return HttpSmsNotifier(
+            settings.sms_gateway_url,
+            token=token.get_secret_value() if token else None,
+            auth=settings.sms_gateway_auth,
+            sender=settings.sms_sender_id,
+            timeout_seconds=settings.sms_timeout_seconds,
+        )
+    from adapters.notifiers.sandbox import SandboxNotifier
+
+    return SandboxNotifier(settings.data_dir / "sandbox-sms.jsonl")
 
 
 def build_container(settings: Settings, **overrides: Any) -> Container:
@@ -61,28 +95,59 @@ def build_container(settings: Settings, **overrides: Any) -> Container:
         ttl_seconds=settings.access_token_ttl_seconds,
         clock=clock,
     )
+    core_banking: CoreBanking = overrides.pop("core_banking", None) or _NoCoreBanking()
+    notifier: Notifier = overrides.pop("notifier", None) or build_notifier(settings)
+    vault: Vault = overrides.pop("vault", None) or Vault(
+        VaultKeys(
+            settings.resolved_vault_keys_dir,
+            create_if_missing=settings.vault_keys_dir is None,
+            reload_interval=settings.vault_key_reload_seconds,
+        ),
+        clock,
+    )
+    idempotency = IdempotencyKeys(
+        db,
+        clock,
+        ttl=timedelta(hours=settings.idempotency_ttl_hours),
+        lock=timedelta(seconds=settings.idempotency_lock_seconds),
+        wait_seconds=settings.idempotency_wait_seconds,
+    )
+    otp = OtpService(
+        vault,
+        clock,
+        notifier,
+        OtpPolicy(
+            ttl=timedelta(seconds=settings.otp_ttl_seconds),
+            max_attempts=settings.otp_max_attempts,
+            max_sends=settings.otp_max_sends,
+        ),
+    )
+    links = LinkService(
+        db,
+        clock,
+        vault,
+        core_banking,
+        otp,
+        idempotency,
+        LinkPolicy(
+            pending_ttl=timedelta(hours=settings.link_pending_ttl_hours),
+            max_consent=timedelta(days=settings.link_max_consent_days),
+            bank_name=settings.bank_name,
+        ),
+    )
     container = Container(
         settings=settings,
         clock=clock,
         db=db,
         tokens=tokens,
         rate_limiter=overrides.pop("rate_limiter", None) or RateLimiter(settings.redis_url),
-        idempotency=IdempotencyKeys(
-            db,
-            clock,
-            ttl=timedelta(hours=settings.idempotency_ttl_hours),
-            lock=timedelta(seconds=settings.idempotency_lock_seconds),
-            wait_seconds=settings.idempotency_wait_seconds,
-        ),
+        idempotency=idempotency,
         partners=PartnerService(db, clock),
-        vault=overrides.pop("vault", None)
-        or Vault(
-            VaultKeys(
-                settings.resolved_vault_keys_dir,
-                create_if_missing=settings.vault_keys_dir is None,
-            ),
-            clock,
-        ),
+        vault=vault,
+        core_banking=core_banking,
+        notifier=notifier,
+        otp=otp,
+        links=links,
     )
     for name, value in overrides.items():
         if not hasattr(container, name):

@@ -86,11 +86,48 @@ class Settings(BaseSettings):
         description="Directory of vault keys (`<version>.key`, `index.key`). Empty means "
         "`<data_dir>/vault-keys`, created on first use (not allowed in production).",
     )
+    vault_key_reload_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="How often each process re-reads the vault key directory (rotation pickup).",
+    )
     rate_limit_default: str = Field(
         "100/second",
         description="Default per-partner request rate (`limits` syntax, e.g. "
         "'100/second;2000/minute').",
     )
+
+    # --- links, consent and OTP ------------------------------------------------------------------
+    bank_name: str = Field("Your bank", description="How SMS messages name the bank.")
+    otp_ttl_seconds: int = Field(
+        300, ge=60, le=1800, description="Lifetime of a one-time password."
+    )
+    otp_max_attempts: int = Field(5, ge=1, le=10, description="Wrong OTP tries before locking.")
+    otp_max_sends: int = Field(
+        4,
+        ge=1,
+        le=10,
+        description="OTPs that may be sent for one link or transfer (first + resends).",
+    )
+    link_pending_ttl_hours: int = Field(
+        24, ge=1, le=168, description="Unverified links expire after this."
+    )
+    link_max_consent_days: int = Field(
+        730, ge=1, description="Longest consent a link may be created with."
+    )
+    notifier: Literal["sandbox", "http"] = Field(
+        "sandbox",
+        description="sandbox keeps SMS in <data_dir>/sandbox-sms.jsonl (development); "
+        "http posts them to GATEWAY_SMS_GATEWAY_URL.",
+    )
+    sms_gateway_url: str | None = Field(None, description="SMS gateway endpoint (notifier=http).")
+    sms_gateway_token: SecretStr | None = Field(
+        None, description="Bearer token, or user:password with sms_gateway_auth=basic."
+    )
+    sms_gateway_auth: Literal["bearer", "basic"] = Field("bearer", description="SMS gateway auth.")
+    sms_sender_id: str | None = Field(None, description="Sender id passed to the SMS gateway.")
+    sms_timeout_seconds: float = Field(5.0, gt=0, le=30, description="SMS gateway timeout.")
 
     # --- HTTP ----------------------------------------------------------------------------------
     max_body_bytes: int = Field(
@@ -150,6 +187,12 @@ class Settings(BaseSettings):
         return value.rstrip("/")
 
     @model_validator(mode="after")
+    def _notifier_is_configured(self) -> Settings:
+        if self.notifier == "http" and not self.sms_gateway_url:
+            raise ValueError("GATEWAY_NOTIFIER=http needs GATEWAY_SMS_GATEWAY_URL")
+        return self
+
+    @model_validator(mode="after")
     def _production_is_safe(self) -> Settings:
         if self.environment != "production":
             return self
@@ -162,6 +205,8 @@ class Settings(BaseSettings):
             problems.append(
                 "GATEWAY_SIGNING_KEYS_DIR must be set in production (no generated keys)"
             )
+        if self.notifier == "sandbox":
+            problems.append("GATEWAY_NOTIFIER=sandbox would not text customers in production")
         if not self.public_base_url.startswith("https://"):
             problems.append("GATEWAY_PUBLIC_BASE_URL must be https:// in production")
         if problems:

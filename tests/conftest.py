@@ -112,11 +112,18 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
 
 
 @pytest.fixture(scope="session")
-def container(settings: Settings, clock: OffsetClock) -> Iterator[Any]:
+def core() -> Any:
+    from tests.support.fake_core import FakeCore
+
+    return FakeCore()
+
+
+@pytest.fixture(scope="session")
+def container(settings: Settings, clock: OffsetClock, core: Any) -> Iterator[Any]:
     from gateway.container import build_container
     from gateway.store import migrate
 
-    gateway = build_container(settings, clock=clock)
+    gateway = build_container(settings, clock=clock, core_banking=core)
     migrate.upgrade(gateway.db.engine)
     yield gateway
     gateway.close()
@@ -141,10 +148,20 @@ class PartnerCredentials:
     secret: str
     kind: str
     token: str
+    scopes: list[str]
+    tokens: Any = None
 
     @property
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
+
+    def renew(self) -> PartnerCredentials:
+        """A new token at the clock's current time (after a test moved time forward)."""
+        issued = self.tokens.issue(
+            partner_id=self.id, kind=self.kind, scopes=self.scopes, version=1
+        )
+        self.token = issued.access_token
+        return self
 
 
 @pytest.fixture(scope="session")
@@ -164,7 +181,9 @@ def make_partner(container: Any) -> Callable[..., PartnerCredentials]:
         issued = container.tokens.issue(
             partner_id=view["id"], kind=kind, scopes=view["scopes"], version=1
         )
-        return PartnerCredentials(view["id"], secret, kind, issued.access_token)
+        return PartnerCredentials(
+            view["id"], secret, kind, issued.access_token, view["scopes"], container.tokens
+        )
 
     return make
 

@@ -25,3 +25,19 @@ def update_partner(partner_id: str, body: dict[str, Any]) -> dict[str, Any]:
     return container().partners.set_status(
         partner_id, body["status"], actor=_actor(), reason=body["reason"]
     )
+
+
+def update_link(link_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    return container().links.operator_update(
+        link_id, body["status"], body["reason"], actor=_actor()
+    )
+
+
+def sandbox_messages(limit: int = 20) -> dict[str, Any]:
+    from adapters.notifiers.sandbox import SandboxNotifier
+    from gateway.domain.errors import NotFound
+
+    notifier = container().notifier
+    if not isinstance(notifier, SandboxNotifier):
+        raise NotFound("The sandbox notifier is not in use", code="sandbox_disabled")
+    return {"data": notifier.messages(limit=limit)}

@@ -33,8 +33,12 @@ def mask(value: object) -> str:
     return "****" + text[-4:] if len(text) > 4 else "****"
 
 
+_DATE_PREFIX = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 def _mask_digits(match: re.Match[str]) -> str:
-    return mask(match.group(0))
+    text = match.group(0)
+    return text if _DATE_PREFIX.match(text) else mask(text)
 
 
 _PATTERNS: list[tuple[re.Pattern[str], Any]] = [

@@ -23,6 +23,7 @@ def _sqlite_engine(url: str) -> Engine:
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": 30},
+        hide_parameters=True,  # errors must not carry row values into logs
         pool_size=10,
         max_overflow=20,
     )
@@ -57,6 +58,7 @@ def _postgres_engine(url: str, settings: Settings) -> Engine:
         max_overflow=settings.database_pool_overflow,
         pool_timeout=settings.database_pool_timeout_seconds,
         pool_pre_ping=True,
+        hide_parameters=True,
         connect_args={
             "options": options,
             "connect_timeout": 5,

@@ -5,15 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from gateway.domain.errors import InvalidRequest
 from gateway.domain.ids import is_id
-
-T = TypeVar("T")
 
 
 def encode_cursor(last_id: str) -> str:
@@ -41,7 +39,7 @@ def page(
     *,
     cursor: str | None,
     limit: int,
-    render: Callable[[T], dict[str, Any]],
+    render: Callable[[Any], dict[str, Any]],
     newest_first: bool = True,
 ) -> dict[str, Any]:
     """One page `{"data": [...], "has_more": bool, "next_cursor": str|None}`."""

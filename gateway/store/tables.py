@@ -17,6 +17,7 @@ from sqlalchemy import (
     MetaData,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -130,4 +131,74 @@ class VaultEntry(Base):
     __table_args__ = (Index(None, "purpose", "blind_index"),)
 
 
-__all__ = ["AuditEntry", "Base", "Event", "IdempotencyRecord", "Partner", "VaultEntry"]
+LIVE_LINK_CONDITION = "status IN ('pending_verification', 'active', 'suspended')"
+
+
+class Link(Base):
+    """A partner's consented link to a customer's bank account (the number lives in the vault)."""
+
+    __tablename__ = "links"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    partner_id: Mapped[str] = mapped_column(String(40), ForeignKey("partners.id"))
+    status: Mapped[str] = mapped_column(String(30))
+    account_entry_id: Mapped[str] = mapped_column(String(40), ForeignKey("vault_entries.id"))
+    # Keyed HMAC of the normalized account number: finds re-links without decrypting.
+    account_index: Mapped[str] = mapped_column(String(64))
+    account_mask: Mapped[str] = mapped_column(String(12))
+    currency: Mapped[str] = mapped_column(String(3))
+    wallet_account_reference: Mapped[str] = mapped_column(String(100))
+    scopes: Mapped[list[str]] = mapped_column(JSONType)
+    limit_per_transaction: Mapped[int | None] = mapped_column(BigInteger)
+    limit_daily: Mapped[int | None] = mapped_column(BigInteger)
+    limit_monthly: Mapped[int | None] = mapped_column(BigInteger)
+    consent_expires_at: Mapped[datetime | None]
+    status_reason: Mapped[str | None] = mapped_column(String(500))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    activated_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index(None, "partner_id", "id"),
+        Index(None, "status", "consent_expires_at"),
+        # One live link per partner and account, enforced by the database (no check-then-insert).
+        Index(
+            "uq_links_live_account",
+            "partner_id",
+            "account_index",
+            unique=True,
+            sqlite_where=text(LIVE_LINK_CONDITION),
+            postgresql_where=text(LIVE_LINK_CONDITION),
+        ),
+    )
+
+
+class OtpChallenge(Base):
+    """A one-time password sent to the bank-registered mobile; only its keyed hash is kept."""
+
+    __tablename__ = "otp_challenges"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(30))  # link_verification | transfer_step_up
+    subject_id: Mapped[str] = mapped_column(String(40), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20))  # pending | verified | locked | superseded
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    sent_to_mask: Mapped[str] = mapped_column(String(12))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+__all__ = [
+    "AuditEntry",
+    "Base",
+    "Event",
+    "IdempotencyRecord",
+    "Link",
+    "OtpChallenge",
+    "Partner",
+    "VaultEntry",
+]

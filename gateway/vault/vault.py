@@ -41,10 +41,12 @@ class VaultError(Exception):
 class VaultKeys:
     """Versioned data keys and the blind-index key, read from a directory."""
 
-    RELOAD_INTERVAL_SECONDS = 30.0
-
-    def __init__(self, directory: Path, *, create_if_missing: bool) -> None:
+    def __init__(
+        self, directory: Path, *, create_if_missing: bool, reload_interval: float = 30.0
+    ) -> None:
         self.directory = directory
+        # How soon this process notices a key added by `keys rotate` elsewhere.
+        self.reload_interval = reload_interval
         self._lock = threading.Lock()
         if create_if_missing and not any(directory.glob("*.key")):
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -80,7 +82,7 @@ class VaultKeys:
             self._loaded_at = time.monotonic()
 
     def reload_if_stale(self) -> None:
-        if time.monotonic() - self._loaded_at > self.RELOAD_INTERVAL_SECONDS:
+        if time.monotonic() - self._loaded_at > self.reload_interval:
             self._load()
 
     @property
@@ -185,16 +187,21 @@ class Vault:
                 or 0
             )
 
-    def reencrypt_batch(self, db: Database, version: int, batch_size: int = 500) -> int:
-        """Re-encrypt up to `batch_size` entries older than `version`; returns how many.
+    def reencrypt_batch(
+        self, db: Database, version: int, batch_size: int = 500, after_id: str = ""
+    ) -> tuple[list[str], list[str]]:
+        """Re-encrypt up to `batch_size` entries older than `version`, in id order after
+        `after_id`; returns (ids seen, ids that did not decrypt).
 
         Each batch is its own short transaction, so rotation can run under live traffic and
-        resume from wherever it stopped.
+        resume from wherever it stopped. An entry that does not decrypt (tampered) is left as
+        it is and reported, rather than stopping the rotation.
         """
+        failed: list[str] = []
         with db.transaction() as session:
             query = (
                 select(VaultEntry)
-                .where(VaultEntry.key_version < version)
+                .where(VaultEntry.key_version < version, VaultEntry.id > after_id)
                 .order_by(VaultEntry.id)
                 .limit(batch_size)
             )
@@ -202,9 +209,13 @@ class Vault:
                 query = query.with_for_update(skip_locked=True)
             entries = session.scalars(query).all()
             for entry in entries:
-                plaintext = self.open(entry.id, entry.key_version, entry.ciphertext)
+                try:
+                    plaintext = self.open(entry.id, entry.key_version, entry.ciphertext)
+                except VaultError:
+                    failed.append(entry.id)
+                    continue
                 entry.key_version, entry.ciphertext = self.seal(entry.id, plaintext, version)
-            return len(entries)
+            return [entry.id for entry in entries], failed
 
     def reencrypt_all(
         self,
@@ -212,10 +223,16 @@ class Vault:
         version: int,
         batch_size: int = 500,
         progress: Callable[[int], None] | None = None,
-    ) -> int:
-        done = 0
-        while moved := self.reencrypt_batch(db, version, batch_size):
-            done += moved
+    ) -> tuple[int, list[str]]:
+        """Re-encrypt every older entry; returns (how many moved, ids that did not decrypt)."""
+        moved, after = 0, ""
+        failed: list[str] = []
+        while True:
+            seen, bad = self.reencrypt_batch(db, version, batch_size, after)
+            if not seen:
+                return moved, failed
+            moved += len(seen) - len(bad)
+            failed += bad
+            after = seen[-1]
             if progress is not None:
-                progress(moved)
-        return done
+                progress(len(seen))

@@ -9,6 +9,7 @@ from gateway.workers.runner import Job
 def default_jobs(gateway: Container) -> list[Job]:
     jobs = [
         Job("idempotency-purge", lambda: gateway.idempotency.purge_expired(1000), 300.0, 1000),
+        Job("links-expiry", lambda: gateway.links.expire_due(200), 60.0, 200),
     ]
     jobs += [factory() for factory in gateway.workers.values()]
     return jobs

@@ -31,8 +31,9 @@ def test_rotation_leaves_nothing_under_old_keys(container) -> None:  # type: ign
         ]
     version = vault.keys.add_version()
     assert vault.count_below(db, version) >= 25
-    moved = vault.reencrypt_all(db, version, batch_size=7)
+    moved, failed = vault.reencrypt_all(db, version, batch_size=7)
     assert moved >= 25
+    assert failed == []
     assert vault.count_below(db, version) == 0
     with db.read() as session:
         versions = set(
@@ -40,3 +41,24 @@ def test_rotation_leaves_nothing_under_old_keys(container) -> None:  # type: ign
         )
         assert versions == {version}
         assert [vault.reveal(session, i) for i in ids] == [f"acct-{n}" for n in range(25)]
+
+
+def test_rotation_reports_a_tampered_entry_and_moves_the_rest(container) -> None:  # type: ignore[no-untyped-def]
+    vault, db = container.vault, container.db
+    with db.transaction() as session:
+        good = vault.store(session, purpose="test_tamper", plaintext="fine")
+        bad = vault.store(session, purpose="test_tamper", plaintext="to be damaged")
+    with db.transaction() as session:
+        entry = session.get(VaultEntry, bad)
+        original = entry.ciphertext
+        entry.ciphertext = ("A" if original[0] != "A" else "B") + original[1:]
+    try:
+        version = vault.keys.add_version()
+        _moved, failed = vault.reencrypt_all(db, version, batch_size=3)
+        assert failed == [bad]
+        with db.read() as session:
+            assert session.get(VaultEntry, good).key_version == version
+            assert vault.reveal(session, good) == "fine"
+    finally:
+        with db.transaction() as session:
+            session.get(VaultEntry, bad).ciphertext = original

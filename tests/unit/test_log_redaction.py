@@ -47,8 +47,14 @@ def test_patterns_mask_values_inside_free_text(text: str, leaked: str) -> None:
     assert leaked not in redact_text(text)
 
 
-def test_ordinary_text_survives() -> None:
-    text = "transfer tr_01j9z3m6r1x8y0v4t2c5n7q9w1 took 12.5 ms at 2026-11-23T16:35:23Z"
+@pytest.mark.parametrize(
+    "text",
+    [
+        "transfer tr_01j9z3m6r1x8y0v4t2c5n7q9w1 took 12.5 ms at 2026-11-23T16:35:23Z",
+        "created '2026-11-23 16:57:19.663718'",
+    ],
+)
+def test_ordinary_text_and_dates_survive(text: str) -> None:
     assert redact_text(text) == text
 
 

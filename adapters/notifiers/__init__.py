@@ -1,0 +1,1 @@
+"""Notifiers: how OTPs reach a customer's bank-registered mobile number."""
