@@ -19,6 +19,8 @@ from gateway.security.tokens import SigningKeys, TokenService
 from gateway.services.links import LinkPolicy, LinkService
 from gateway.services.otp import OtpPolicy, OtpService
 from gateway.services.partners import PartnerService
+from gateway.services.transfer_recovery import TransferRecovery
+from gateway.services.transfers import TransferPolicy, TransferService
 from gateway.settings import Settings
 from gateway.store.db import Database
 from gateway.store.idempotency import IdempotencyKeys
@@ -43,6 +45,8 @@ class Container:
     notifier: Notifier
     otp: OtpService
     links: LinkService
+    transfers: TransferService
+    recovery: TransferRecovery
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
     # Background loops started by `serve` (threads) or `worker` (processes): name -> factory.
     workers: dict[str, Callable[[], Any]] = field(default_factory=dict)
@@ -79,6 +83,27 @@ def build_notifier(settings: Settings) -> Notifier:
     from adapters.notifiers.sandbox import SandboxNotifier
 
     return SandboxNotifier(settings.data_dir / "sandbox-sms.jsonl")
+
+
+def transfer_policy(settings: Settings) -> TransferPolicy:
+    from zoneinfo import ZoneInfo
+
+    from gateway.domain.money import Money
+
+    return TransferPolicy(
+        timezone=ZoneInfo(settings.business_timezone),
+        fee_income_accounts=dict(settings.fee_income_accounts),
+        step_up_thresholds={
+            currency: Money.parse(value, currency).minor
+            for currency, value in settings.step_up_thresholds.items()
+        },
+        hold_max=timedelta(hours=settings.hold_max_hours),
+        velocity_max=settings.risk_velocity_max,
+        velocity_window=timedelta(seconds=settings.risk_velocity_window_seconds),
+        suspend_after_hits=settings.risk_suspend_after_hits,
+        not_found_after=timedelta(seconds=settings.recovery_not_found_after_seconds),
+        stale_processing=timedelta(seconds=settings.recovery_stale_processing_seconds),
+    )
 
 
 def build_container(settings: Settings, **overrides: Any) -> Container:
@@ -135,6 +160,9 @@ def build_container(settings: Settings, **overrides: Any) -> Container:
             bank_name=settings.bank_name,
         ),
     )
+    transfers = TransferService(
+        db, clock, core_banking, links, otp, idempotency, transfer_policy(settings)
+    )
     container = Container(
         settings=settings,
         clock=clock,
@@ -148,6 +176,8 @@ def build_container(settings: Settings, **overrides: Any) -> Container:
         notifier=notifier,
         otp=otp,
         links=links,
+        transfers=transfers,
+        recovery=TransferRecovery(transfers),
     )
     for name, value in overrides.items():
         if not hasattr(container, name):

@@ -129,6 +129,48 @@ class Settings(BaseSettings):
     sms_sender_id: str | None = Field(None, description="Sender id passed to the SMS gateway.")
     sms_timeout_seconds: float = Field(5.0, gt=0, le=30, description="SMS gateway timeout.")
 
+    # --- transfers, limits and risk ------------------------------------------------------------
+    business_timezone: str = Field(
+        "UTC",
+        description="IANA time zone whose calendar days and months bound daily/monthly limits.",
+    )
+    fee_income_accounts: dict[str, str] = Field(
+        default_factory=dict,
+        description='Fee income account per currency, JSON: {"CNY": "9100000000000001"}.',
+    )
+    step_up_thresholds: dict[str, str] = Field(
+        default_factory=dict,
+        description="Debits at or above these amounts need the customer's OTP, JSON: "
+        '{"CNY": "5000.00"}.',
+    )
+    hold_max_hours: int = Field(
+        168,
+        ge=1,
+        le=24 * 30,
+        description="Longest a manual-capture hold may last (default 7 days).",
+    )
+    risk_velocity_max: int = Field(
+        20, ge=1, description="Most transfers one link may start within the velocity window."
+    )
+    risk_velocity_window_seconds: int = Field(60, ge=1, description="The velocity window.")
+    risk_suspend_after_hits: int = Field(
+        5, ge=1, description="Risk rule hits within 24 h that suspend the link."
+    )
+    recovery_not_found_after_seconds: int = Field(
+        120,
+        ge=5,
+        description="An unknown posting the core still reports NOT_FOUND after this is failed "
+        "(never re-posted).",
+    )
+    recovery_stale_processing_seconds: int = Field(
+        30,
+        ge=5,
+        description="A transfer left in processing this long is checked like an unknown one.",
+    )
+    recovery_interval_seconds: float = Field(
+        2.0, gt=0, description="How often the recovery worker looks for unknown outcomes."
+    )
+
     # --- HTTP ----------------------------------------------------------------------------------
     max_body_bytes: int = Field(
         1_048_576,
@@ -185,6 +227,29 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("business_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("step_up_thresholds")
+    @classmethod
+    def _thresholds_are_money(cls, value: dict[str, str]) -> dict[str, str]:
+        from gateway.domain.money import Money, MoneyError
+
+        for currency, amount in value.items():
+            try:
+                Money.parse(amount, currency)
+            except MoneyError as exc:
+                raise ValueError(f"{currency}: {exc}") from None
+        return value
 
     @model_validator(mode="after")
     def _notifier_is_configured(self) -> Settings:

@@ -6,11 +6,12 @@ has a `version`, which is also the `sequence` of its events.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
     BigInteger,
+    Date,
     ForeignKey,
     Index,
     Integer,
@@ -192,13 +193,147 @@ class OtpChallenge(Base):
     expires_at: Mapped[datetime]
 
 
+class Transfer(Base):
+    """Money moved between a linked account and the partner's settlement account.
+
+    The id is the core ExternalReference of the main posting; holds use `hold_reference`,
+    the fee posting `fee_reference`, refunds their own ids.
+    """
+
+    __tablename__ = "transfers"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    partner_id: Mapped[str] = mapped_column(String(40), ForeignKey("partners.id"))
+    link_id: Mapped[str] = mapped_column(String(40), ForeignKey("links.id"))
+    direction: Mapped[str] = mapped_column(String(10))  # debit | credit
+    capture_method: Mapped[str] = mapped_column(String(10))  # automatic | manual
+    status: Mapped[str] = mapped_column(String(30))
+    currency: Mapped[str] = mapped_column(String(3))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    captured_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Refunds in flight: reserved so concurrent refunds can never exceed the captured amount.
+    refund_reserved: Mapped[int] = mapped_column(BigInteger, default=0)
+    fee_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    fee_reference: Mapped[str | None] = mapped_column(String(40))
+    fee_status: Mapped[str | None] = mapped_column(String(20))  # pending | booked | failed
+    hold_reference: Mapped[str | None] = mapped_column(String(40))
+    hold_expires_at: Mapped[datetime | None]
+    pending_operation: Mapped[str | None] = mapped_column(String(20))  # post|hold|capture|release
+    partner_reference: Mapped[str | None] = mapped_column(String(100))
+    description: Mapped[str | None] = mapped_column(String(140))
+    core_reference: Mapped[str | None] = mapped_column(String(40))
+    failure_code: Mapped[str | None] = mapped_column(String(60))
+    failure_message: Mapped[str | None] = mapped_column(String(300))
+    next_check_at: Mapped[datetime | None]  # recovery / expiry sweeps
+    checks: Mapped[int] = mapped_column(Integer, default=0)
+    unknown_since: Mapped[datetime | None]
+    settlement_date: Mapped[date | None] = mapped_column(Date)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    completed_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index(None, "partner_id", "id"),
+        Index(None, "link_id", "created_at"),
+        Index(None, "status", "next_check_at"),
+    )
+
+
+class TransferTransition(Base):
+    """Every state change of a transfer, with its time and cause (the audit trail of money)."""
+
+    __tablename__ = "transfer_transitions"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    transfer_id: Mapped[str] = mapped_column(String(40), ForeignKey("transfers.id"), index=True)
+    from_status: Mapped[str | None] = mapped_column(String(30))
+    to_status: Mapped[str] = mapped_column(String(30))
+    cause: Mapped[str] = mapped_column(String(300))
+    at: Mapped[datetime]
+
+
+class Refund(Base):
+    __tablename__ = "refunds"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    transfer_id: Mapped[str] = mapped_column(String(40), ForeignKey("transfers.id"), index=True)
+    partner_id: Mapped[str] = mapped_column(String(40), ForeignKey("partners.id"))
+    status: Mapped[str] = mapped_column(String(20))
+    currency: Mapped[str] = mapped_column(String(3))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str | None] = mapped_column(String(140))
+    core_reference: Mapped[str | None] = mapped_column(String(40))
+    failure_code: Mapped[str | None] = mapped_column(String(60))
+    failure_message: Mapped[str | None] = mapped_column(String(300))
+    next_check_at: Mapped[datetime | None]
+    checks: Mapped[int] = mapped_column(Integer, default=0)
+    unknown_since: Mapped[datetime | None]
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (Index(None, "status", "next_check_at"),)
+
+
+class FeeScheduleRow(Base):
+    """A partner's fee for one direction and currency (fixed + parts-per-million, clamped)."""
+
+    __tablename__ = "fee_schedules"
+
+    partner_id: Mapped[str] = mapped_column(String(40), ForeignKey("partners.id"), primary_key=True)
+    direction: Mapped[str] = mapped_column(String(10), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    fixed: Mapped[int] = mapped_column(BigInteger, default=0)
+    rate_ppm: Mapped[int] = mapped_column(Integer, default=0)
+    minimum: Mapped[int] = mapped_column(BigInteger, default=0)
+    maximum: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class PartnerLimit(Base):
+    """A partner-wide cap per currency, on top of each customer's consent limits."""
+
+    __tablename__ = "partner_limits"
+
+    partner_id: Mapped[str] = mapped_column(String(40), ForeignKey("partners.id"), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    per_transaction: Mapped[int | None] = mapped_column(BigInteger)
+    daily: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class RiskEvent(Base):
+    """A risk rule hit (velocity, limits); enough of them suspend the link."""
+
+    __tablename__ = "risk_events"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    partner_id: Mapped[str] = mapped_column(String(40), ForeignKey("partners.id"))
+    link_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    transfer_id: Mapped[str | None] = mapped_column(String(40))
+    rule: Mapped[str] = mapped_column(String(40))
+    action: Mapped[str] = mapped_column(String(20))  # rejected | step_up | suspended
+    details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    at: Mapped[datetime]
+
+
 __all__ = [
     "AuditEntry",
     "Base",
     "Event",
+    "FeeScheduleRow",
     "IdempotencyRecord",
     "Link",
     "OtpChallenge",
     "Partner",
+    "PartnerLimit",
+    "Refund",
+    "RiskEvent",
+    "Transfer",
+    "TransferTransition",
     "VaultEntry",
 ]
