@@ -39,11 +39,30 @@ def _type_name(annotation: Any) -> str:
         return "one of " + ", ".join(f"`{value}`" for value in get_args(annotation))
     if isinstance(annotation, type) and issubclass(annotation, Enum):
         return "one of " + ", ".join(f"`{member.value}`" for member in annotation)
+    if origin in (list, tuple, set, frozenset):
+        return f"{_SIMPLE.get(origin, origin.__name__)} of " + " and ".join(
+            _type_name(arg) for arg in get_args(annotation) if arg is not Ellipsis
+        )
+    if origin is dict:
+        key, value = get_args(annotation)
+        return f"mapping of {_type_name(key)} to {_type_name(value)} (JSON)"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return f"JSON object ({annotation.__name__})"
     if annotation is SecretStr:
         return "secret string"
     if annotation in _SIMPLE:
         return _SIMPLE[annotation]
     return getattr(annotation, "__name__", str(annotation))
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    """The model class of a (possibly optional) nested-settings field, else None."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        members = [arg for arg in get_args(annotation) if arg is not type(None)]
+        annotation = members[0] if len(members) == 1 else None
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
 
 
 def _bounds(field: FieldInfo) -> str:
@@ -73,6 +92,8 @@ def _default(field: FieldInfo) -> str:
         return "empty"
     if isinstance(value, SecretStr):
         return "(secret)"
+    if isinstance(value, BaseModel):
+        return "see its fields"
     if isinstance(value, Enum):
         value = value.value
     if isinstance(value, bool):
@@ -84,22 +105,34 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
-def render_table(model: type[BaseModel] = Settings) -> str:
-    """A markdown table of every setting, in the model's (grouped) field order."""
-    prefix = str(model.model_config.get("env_prefix", ""))
-    lines = [
-        "| Variable | Type | Default | Description |",
-        "|---|---|---|---|",
-    ]
+def _rows(model: type[BaseModel], prefix: str, delimiter: str | None) -> list[str]:
+    rows = []
     for name, field in model.model_fields.items():
-        if not field.description:
-            raise MissingDescription(f"setting {name!r} has no description")
         variable = f"{prefix}{name}".upper()
+        if not field.description:
+            raise MissingDescription(f"setting {variable} has no description")
+        nested = _nested_model(field.annotation)
+        if nested is not None and delimiter:
+            # Nested settings are set field by field: GATEWAY_<FIELD><delimiter><SUBFIELD>.
+            rows += _rows(nested, f"{variable}{delimiter}", delimiter)
+            continue
         kind = _type_name(field.annotation) + _bounds(field)
-        lines.append(
+        rows.append(
             f"| `{variable}` | {_cell(kind)} | {_cell(_default(field))} "
             f"| {_cell(field.description)} |"
         )
+    return rows
+
+
+def render_table(model: type[BaseModel] = Settings) -> str:
+    """A markdown table of every setting, in the model's (grouped) field order."""
+    prefix = str(model.model_config.get("env_prefix", ""))
+    delimiter = model.model_config.get("env_nested_delimiter")
+    lines = [
+        "| Variable | Type | Default | Description |",
+        "|---|---|---|---|",
+        *_rows(model, prefix, str(delimiter) if delimiter else None),
+    ]
     return "\n".join(lines) + "\n"
 
 

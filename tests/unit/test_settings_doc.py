@@ -7,7 +7,7 @@ from typing import Literal
 
 import pytest
 from click.testing import CliRunner
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway import settings_doc
@@ -30,7 +30,7 @@ def test_every_setting_is_documented_with_its_variable() -> None:
     table = settings_doc.render_table()
     for name, field in Settings.model_fields.items():
         assert field.description, f"setting {name} needs a description"
-        assert f"| `GATEWAY_{name.upper()}` |" in table
+        assert f"| `GATEWAY_{name.upper()}" in table  # nested settings: GATEWAY_X__Y
 
 
 class _Sample(BaseSettings):
@@ -59,12 +59,43 @@ def test_rendering_of_types_defaults_bounds_and_escaping() -> None:
     ]
 
 
+class _Provider(BaseModel):
+    base_url: str = Field("https://api.example", description="Where it is.")
+    key: SecretStr | None = Field(None, description="Its key.")
+
+
+class _Nested(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="N_", env_nested_delimiter="__")
+
+    hosts: list[str] = Field(default_factory=list, description="Hosts.")
+    labels: dict[str, int] = Field(default_factory=dict, description="Labels.")
+    provider: _Provider = Field(default_factory=_Provider, description="A provider.")
+
+
+class _Flat(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="F_")
+
+    provider: _Provider | None = Field(None, description="A provider, as JSON.")
+
+
+def test_rendering_of_collections_and_nested_settings() -> None:
+    assert settings_doc.render_table(_Nested).splitlines()[2:] == [
+        "| `N_HOSTS` | list of string | `[]` | Hosts. |",
+        "| `N_LABELS` | mapping of string to integer (JSON) | `{}` | Labels. |",
+        "| `N_PROVIDER__BASE_URL` | string | `https://api.example` | Where it is. |",
+        "| `N_PROVIDER__KEY` | secret string, optional | unset | Its key. |",
+    ]
+    assert settings_doc.render_table(_Flat).splitlines()[2:] == [
+        "| `F_PROVIDER` | JSON object (_Provider), optional | unset | A provider, as JSON. |",
+    ]
+
+
 def test_a_setting_without_description_is_refused() -> None:
     class Undocumented(BaseSettings):
         model_config = SettingsConfigDict(env_prefix="X_")
         quiet: int = 1
 
-    with pytest.raises(settings_doc.MissingDescription, match="quiet"):
+    with pytest.raises(settings_doc.MissingDescription, match="X_QUIET"):
         settings_doc.render_table(Undocumented)
 
 
