@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider
 
-.PHONY: run test test-sqlite test-postgres lint format install migrate worker bench clean
+.PHONY: run test test-sqlite test-postgres lint format docs install migrate worker bench clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
-	  -c requirements/constraints.txt -e '.[dev,postgres,redis]'
+	  -c requirements/constraints.txt -e '.[dev,production]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -35,9 +35,16 @@ test-sqlite: install
 test-postgres: install
 	$(PYTEST) --db=postgresql
 
+## lint: ruff, mypy, hadolint on the Dockerfile, and the compose file parsed (no Docker engine needed)
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/hadolint docker/Dockerfile
+	$(BIN)/docker-compose -f docker/compose.yaml config --quiet
+
+## docs: regenerate the settings reference in docs/operations.md from gateway/settings.py
+docs: install
+	$(BIN)/wallet-gateway config docs --write docs/operations.md
 
 format: install
 	$(BIN)/ruff check --fix .

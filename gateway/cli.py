@@ -10,6 +10,7 @@ import getpass
 import json
 import shlex
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -86,15 +87,35 @@ def new_migration(message: str, rev_id: str) -> None:
 @click.option("--host", default=None, help="Bind address (default GATEWAY_HOST).")
 @click.option("--port", type=int, default=None, help="Port (default GATEWAY_PORT).")
 @click.option(
-    "--workers", type=int, default=None, help="uvicorn processes (default GATEWAY_WORKERS)."
+    "--workers", type=int, default=None, help="Server processes (default GATEWAY_WORKERS)."
 )
-def serve(host: str | None, port: int | None, workers: int | None) -> None:
-    """Serve the API with uvicorn (see docs/operations.md for gunicorn in production)."""
-    import uvicorn
+@click.option(
+    "--gunicorn",
+    "use_gunicorn",
+    is_flag=True,
+    help="Production: gunicorn managing uvicorn worker processes (restarts, graceful "
+    "shutdown, aggregated metrics). Needs the `production` extra.",
+)
+def serve(host: str | None, port: int | None, workers: int | None, use_gunicorn: bool) -> None:
+    """Serve the API (uvicorn; `--gunicorn` in production, see docs/operations.md)."""
+    settings = _settings()
+    if use_gunicorn:
+        try:
+            import gunicorn  # noqa: F401
+            import uvicorn_worker  # noqa: F401
+        except ImportError:
+            raise click.ClickException(
+                "--gunicorn needs gunicorn and uvicorn-worker: "
+                "pip install 'wallet-gateway[production]'"
+            ) from None
+        from gateway.serving import prepare_metrics_dir
+
+        # Before anything imports prometheus_client (gateway.app does), so every forked
+        # process writes its samples where /metrics aggregates them.
+        prepare_metrics_dir()
 
     from gateway.app import NotMigrated, ensure_migrated
 
-    settings = _settings()
     gateway = _container(settings)
     try:
         ensure_migrated(gateway)
@@ -113,6 +134,15 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         f"  metrics                {base}/metrics\n",
         err=True,
     )
+    if use_gunicorn:
+        from gateway.serving import GatewayServer, gunicorn_options
+
+        options = gunicorn_options(settings, host=host, port=port, workers=workers)
+        GatewayServer(options).run()
+        return
+
+    import uvicorn
+
     uvicorn.run(
         "gateway.app:create_app",
         factory=True,
@@ -121,7 +151,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         workers=workers or settings.workers,
         access_log=False,
         log_config=None,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
     )
 
 
@@ -378,6 +408,53 @@ def keys_rotate(resume: bool, batch_size: int, settle_seconds: float | None) -> 
         raise click.ClickException("entries remain under older keys: run `keys rotate --resume`")
 
 
+@keys.command("init")
+@click.option(
+    "--signing-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Signing-key directory (default GATEWAY_SIGNING_KEYS_DIR).",
+)
+@click.option(
+    "--vault-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Vault-key directory (default GATEWAY_VAULT_KEYS_DIR).",
+)
+def keys_init(signing_dir: Path | None, vault_dir: Path | None) -> None:
+    """Create the first signing key and vault keys where none exist; safe to re-run.
+
+    Existing keys are never replaced: a directory that already holds keys is only checked.
+    """
+    from gateway.security.tokens import SigningKeys
+    from gateway.vault import VaultKeys
+
+    if signing_dir is None or vault_dir is None:
+        settings = _settings()
+        signing_dir = signing_dir or settings.resolved_signing_keys_dir
+        vault_dir = vault_dir or settings.resolved_vault_keys_dir
+    try:
+        had_signing = any(signing_dir.glob("*.pem"))
+        signing = SigningKeys(signing_dir, create_if_missing=True)
+        had_vault = any(vault_dir.glob("*.key"))
+        vault = VaultKeys(vault_dir, create_if_missing=True)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"keys not usable: {exc}") from None
+    if had_signing:
+        click.echo(f"signing keys present in {signing_dir} ({len(signing.all())}), kept")
+    else:
+        click.echo(f"created signing key {signing.active.kid} in {signing_dir}")
+    if had_vault:
+        click.echo(f"vault keys present in {vault_dir} (active version {vault.active}), kept")
+    else:
+        click.echo(f"created vault keys in {vault_dir} (version {vault.active} and index.key)")
+        click.echo(
+            "Back up the vault keys with the database: without them stored account numbers "
+            "cannot be decrypted.",
+            err=True,
+        )
+
+
 @keys.command("rotate-signing")
 def keys_rotate_signing() -> None:
     """Add a new access-token signing key; it signs from now on, old keys still verify."""
@@ -430,6 +507,30 @@ def config_check() -> None:
             shown = make_url(value).render_as_string(hide_password=True)
         click.echo(f"GATEWAY_{name.upper()}={'' if shown is None else shown}")
     click.echo("configuration is valid", err=True)
+
+
+@config.command("docs")
+@click.option(
+    "--write",
+    "target",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Rewrite the section between <!-- settings:start/end --> in this file (make docs).",
+)
+def config_docs(target: Path | None) -> None:
+    """Print the reference of every GATEWAY_* setting as a markdown table."""
+    from gateway import settings_doc
+
+    table = settings_doc.render_table()
+    if target is None:
+        click.echo(table, nl=False)
+        return
+    try:
+        updated = settings_doc.replace_section(target.read_text(), table)
+    except ValueError as exc:
+        raise click.ClickException(f"{target}: {exc}") from None
+    target.write_text(updated)
+    click.echo(f"wrote the settings reference into {target}", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

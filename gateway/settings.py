@@ -33,7 +33,12 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Interface `serve` binds to.")
     port: int = Field(8080, ge=1, le=65535, description="Port `serve` listens on.")
-    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes for `serve`.")
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="HTTP server processes for `serve` (uvicorn, or gunicorn with `--gunicorn`).",
+    )
     public_base_url: str = Field(
         "http://127.0.0.1:8080",
         description="External base URL of the gateway (token issuer, callback URLs).",
@@ -46,6 +51,27 @@ class Settings(BaseSettings):
         True,
         description="Run background workers (outbox, recovery, expiry) as threads inside `serve`. "
         "Turn off when `wallet-gateway worker` processes run separately.",
+    )
+
+    # --- deployment (gunicorn, `serve --gunicorn`) --------------------------------------------
+    graceful_shutdown_seconds: int = Field(
+        20,
+        gt=0,
+        le=600,
+        description="On SIGTERM, how long in-flight requests may finish before processes are "
+        "stopped. Keep it below the orchestrator's kill timeout.",
+    )
+    gunicorn_timeout_seconds: int = Field(
+        60,
+        ge=5,
+        description="gunicorn: a process that does not report for this long is killed and "
+        "replaced.",
+    )
+    gunicorn_keepalive_seconds: int = Field(
+        75,
+        ge=1,
+        description="gunicorn: idle keep-alive time; keep it above the load balancer's idle "
+        "timeout so the proxy never reuses a connection the gateway just closed.",
     )
 
     # --- persistence -------------------------------------------------------------------------
