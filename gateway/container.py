@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from adapters.base import CoreBanking, Notifier
+from adapters.core_banking.soap import SoapCoreBanking, core_banking_health_check
 from gateway.domain.clock import Clock, SystemClock
 from gateway.security.ratelimit import RateLimiter
 from gateway.security.tokens import SigningKeys, TokenService
@@ -44,11 +45,18 @@ class Container:
     workers: dict[str, Callable[[], Any]] = field(default_factory=dict)
 
     def close(self) -> None:
+        close_core = getattr(self.core_banking, "close", None)
+        if callable(close_core):
+            close_core()
         self.db.dispose()
 
 
 def build_container(settings: Settings, **overrides: Any) -> Container:
     clock: Clock = overrides.pop("clock", None) or SystemClock()
+    # The SOAP adapter only connects on first use, so building it never needs the core up.
+    core_banking: CoreBanking = overrides.pop(
+        "core_banking", None
+    ) or SoapCoreBanking.from_settings(settings)
     db: Database = overrides.pop("db", None) or Database.from_settings(settings)
     keys = SigningKeys(
         settings.resolved_signing_keys_dir,
@@ -83,6 +91,10 @@ def build_container(settings: Settings, **overrides: Any) -> Container:
             ),
             clock,
         ),
+        core_banking=core_banking,
+    )
+    container.health_checks["core_banking"] = core_banking_health_check(
+        core_banking, settings.core_banking_health_timeout_seconds
     )
     for name, value in overrides.items():
         if not hasattr(container, name):

@@ -112,11 +112,59 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
 
 
 @pytest.fixture(scope="session")
-def container(settings: Settings, clock: OffsetClock) -> Iterator[Any]:
+def core_simulator(clock: OffsetClock) -> Iterator[Any]:
+    """ONE core-banking simulator per session, on a free loopback port, with an in-memory
+    ledger and the session clock. Tests open their own accounts (`open_account()`) and inject
+    faults (`inject()` / `with core_simulator.fault(...)`); faults are reset after each test."""
+    from adapters.core_banking.simulator import CoreBankingSimulator
+
+    simulator = CoreBankingSimulator(":memory:", clock=clock, validate_responses=True)
+    server = simulator.serve("127.0.0.1", 0)
+    yield simulator
+    server.shutdown()
+    simulator.ledger.close()
+
+
+@pytest.fixture(autouse=True)
+def _reset_core_simulator(request: pytest.FixtureRequest) -> Iterator[None]:
+    simulator = (
+        request.getfixturevalue("core_simulator")
+        if "core_simulator" in request.fixturenames
+        else None
+    )
+    yield
+    if simulator is not None:
+        simulator.reset_faults()
+
+
+def make_core_banking(simulator: Any, **options: Any) -> Any:
+    """The real SOAP adapter pointed at the session simulator (over a loopback socket)."""
+    from adapters.core_banking.soap import SoapCoreBanking
+
+    values: dict[str, Any] = {
+        "connect_timeout": 2.0,
+        "timeout": 10.0,
+        "retry_backoff": 0.01,
+        "retry_backoff_max": 0.05,
+        "source_system": "GATEWAY-TESTS",
+    }
+    values.update(options)
+    return SoapCoreBanking(simulator.server.soap_url, **values)
+
+
+@pytest.fixture(scope="session")
+def core_banking(core_simulator: Any) -> Iterator[Any]:
+    adapter = make_core_banking(core_simulator)
+    yield adapter
+    adapter.close()
+
+
+@pytest.fixture(scope="session")
+def container(settings: Settings, clock: OffsetClock, core_banking: Any) -> Iterator[Any]:
     from gateway.container import build_container
     from gateway.store import migrate
 
-    gateway = build_container(settings, clock=clock)
+    gateway = build_container(settings, clock=clock, core_banking=core_banking)
     migrate.upgrade(gateway.db.engine)
     yield gateway
     gateway.close()
