@@ -137,6 +137,26 @@ def _reset_core_simulator(request: pytest.FixtureRequest) -> Iterator[None]:
         simulator.reset_faults()
 
 
+class EnvelopeRecorder:
+    """A zeep plugin keeping what the adapter sent and received (after our own plugin ran)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Any, dict[str, str]]] = []
+        self.received: list[tuple[str, Any]] = []
+
+    def egress(self, envelope: Any, http_headers: Any, operation: Any, binding_options: Any) -> Any:
+        from copy import deepcopy
+
+        self.sent.append((operation.name, deepcopy(envelope), dict(http_headers)))
+        return envelope, http_headers
+
+    def ingress(self, envelope: Any, http_headers: Any, operation: Any) -> Any:
+        from copy import deepcopy
+
+        self.received.append((operation.name, deepcopy(envelope)))
+        return envelope, http_headers
+
+
 def make_core_banking(simulator: Any, **options: Any) -> Any:
     """The real SOAP adapter pointed at the session simulator (over a loopback socket)."""
     from adapters.core_banking.soap import SoapCoreBanking

@@ -731,9 +731,19 @@ class SimulatorServer:
 
     def __init__(self, simulator: CoreBankingSimulator, host: str, port: int) -> None:
         self.simulator = simulator
-        self._server: BaseWSGIServer = make_server(
-            host, port, simulator.app, threaded=True, request_handler=_QuietHandler
-        )
+        # Bind ourselves: werkzeug exits the process when a port is taken; we raise OSError.
+        listener = socket.create_server((host, port), backlog=128)
+        try:
+            self._server: BaseWSGIServer = make_server(
+                host,
+                port,
+                simulator.app,
+                threaded=True,
+                request_handler=_QuietHandler,
+                fd=listener.fileno(),
+            )
+        finally:
+            listener.close()  # werkzeug holds its own duplicate of the descriptor
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="core-banking-simulator", daemon=True
         )
@@ -744,7 +754,7 @@ class SimulatorServer:
 
     @property
     def port(self) -> int:
-        return int(self._server.server_port)
+        return int(self._server.port)
 
     @property
     def base_url(self) -> str:
