@@ -144,6 +144,18 @@ def test_pending_postings_reserve_funds_until_booked(ledger: Ledger) -> None:
     assert ledger.get_balance("10000002").ledger == D("30.00000")
 
 
+def test_a_rejected_pending_capture_gives_the_hold_back(ledger: Ledger) -> None:
+    ledger.place_hold("hld_1", "10000001", D("40"), "CNY")
+    posting, _ = ledger.post_transfer(
+        "tr_1", "10000001", "10000002", D("40"), "CNY", hold_reference="hld_1", pending=True
+    )
+    ledger.reject_pending(posting.core_reference, "LIMIT_EXCEEDED")
+    assert ledger.holds(reference="hld_1")[0]["status"] == "PLACED"
+    assert ledger.get_balance("10000001").available == D("60.00000")
+    status = ledger.transaction_status("tr_1")
+    assert (status.status, status.rejection_code) == ("REJECTED", "LIMIT_EXCEEDED")
+
+
 def test_statement_pages_and_tokens_are_bound_to_their_query(ledger: Ledger) -> None:
     for number in range(5):
         ledger.post_transfer(f"tr_{number}", "10000001", "10000002", D("1"), "CNY")

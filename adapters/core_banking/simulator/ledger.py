@@ -889,6 +889,13 @@ class Ledger:
             if row is None or row["status"] != "PENDING":
                 raise ValueError("no pending posting with that core reference")
             db.execute("DELETE FROM postings WHERE id=?", (row["id"],))
+            if row["hold_reference"]:
+                # The refused capture gives the hold back, as it was before the attempt.
+                db.execute(
+                    "UPDATE holds SET status='PLACED', closed_at=NULL, captured_units=NULL "
+                    "WHERE reference=? AND status='CAPTURED'",
+                    (row["hold_reference"],),
+                )
             db.execute(
                 "INSERT OR REPLACE INTO rejections(external_reference, code, at) VALUES (?, ?, ?)",
                 (row["external_reference"], code, _stamp(self._now())),
