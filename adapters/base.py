@@ -181,6 +181,8 @@ class TransactionStatus:
     core_reference: str | None = None
     amount: Money | None = None
     booked_at: datetime | None = None
+    # For REJECTED: the core's code of the refusal (e.g. INSUFFICIENT_FUNDS).
+    rejection_code: str | None = None
 
 
 @dataclass(frozen=True)

@@ -125,13 +125,21 @@ def serve(host: str | None, port: int | None, workers: int | None, use_gunicorn:
         gateway.close()
     host = host or settings.host
     port = port or settings.port
+    # Started before uvicorn so that every worker process (`--workers N`) finds it running.
+    core = _start_embedded_core_banking(settings)
     base = f"http://{host}:{port}"
     click.echo(
         f"wallet-gateway listening on {base}\n"
         f"  API docs (Swagger UI)  {base}/docs/\n"
         f"  OpenAPI document       {base}/openapi.json\n"
         f"  readiness              {base}/health/ready\n"
-        f"  metrics                {base}/metrics\n",
+        f"  metrics                {base}/metrics\n"
+        + (
+            f"  core banking           {core.soap_url} (embedded simulator, "
+            f"admin API {core.base_url}/simulator)\n"
+            if core is not None
+            else f"  core banking           {settings.resolved_core_banking_url}\n"
+        ),
         err=True,
     )
     if use_gunicorn:
@@ -153,6 +161,31 @@ def serve(host: str | None, port: int | None, workers: int | None, use_gunicorn:
         log_config=None,
         timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
     )
+
+
+def _start_embedded_core_banking(settings: Settings) -> Any:
+    """With no GATEWAY_CORE_BANKING_URL, run the core-banking simulator on loopback."""
+    if not settings.core_banking_embedded:
+        return None
+    if settings.environment == "production":  # settings refuse this too; belt and braces
+        raise click.ClickException("the embedded core-banking simulator is not for production")
+    from adapters.core_banking.simulator import CoreBankingSimulator
+
+    password = settings.core_banking_password
+    simulator = CoreBankingSimulator(
+        settings.resolved_core_banking_simulator_db,
+        username=settings.core_banking_username,
+        password=password.get_secret_value() if password is not None else None,
+    )
+    host, port = settings.core_banking_simulator_host, settings.core_banking_simulator_port
+    try:
+        return simulator.serve(host, port)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot start the embedded core-banking simulator on {host}:{port} "
+            f"({exc.strerror or exc}): set GATEWAY_CORE_BANKING_SIMULATOR_PORT to a free port, "
+            "or GATEWAY_CORE_BANKING_URL to a running core"
+        ) from None
 
 
 @main.command()
@@ -531,6 +564,85 @@ def config_docs(target: Path | None) -> None:
         raise click.ClickException(f"{target}: {exc}") from None
     target.write_text(updated)
     click.echo(f"wrote the settings reference into {target}", err=True)
+
+
+# --- simulators ----------------------------------------------------------------------------------
+
+
+@main.group()
+def simulator() -> None:
+    """Run simulators of the systems the gateway talks to (development, demos, tests)."""
+
+
+@simulator.command("core-banking")
+@click.option(
+    "--host", default=None, help="Bind address (default GATEWAY_CORE_BANKING_SIMULATOR_HOST)."
+)
+@click.option(
+    "--port", type=int, default=None, help="Port (default GATEWAY_CORE_BANKING_SIMULATOR_PORT)."
+)
+@click.option(
+    "--db",
+    default=None,
+    help="Ledger: SQLite file or ':memory:' (default GATEWAY_CORE_BANKING_SIMULATOR_DB).",
+)
+@click.option("--seed/--no-seed", default=True, show_default=True, help="Open the demo accounts.")
+def simulator_core_banking(host: str | None, port: int | None, db: str | None, seed: bool) -> None:
+    """Serve the core-banking SOAP simulator in the foreground.
+
+    Seeded demo accounts and the fault-injection API: docs/core-banking-simulator.md.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from adapters.core_banking.simulator import CoreBankingSimulator
+    from adapters.core_banking.simulator.ledger import to_decimal
+    from gateway.domain.money import Money
+
+    settings = _settings()
+    if settings.environment == "production":
+        raise click.ClickException("the core-banking simulator is not for production")
+    password = settings.core_banking_password
+    ledger = db or settings.resolved_core_banking_simulator_db
+    core = CoreBankingSimulator(
+        ledger,
+        username=settings.core_banking_username,
+        password=password.get_secret_value() if password is not None else None,
+        seed_demo_accounts=seed,
+    )
+    host = host or settings.core_banking_simulator_host
+    port = settings.core_banking_simulator_port if port is None else port
+    try:
+        server = core.serve(host, port)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+        ) from None
+    console = Console(stderr=True)
+    table = Table("account", "holder", "currency", "status", "kind", "available")
+    for row in core.ledger.accounts():
+        if row["kind"] == "internal":
+            continue
+        table.add_row(
+            row["number"],
+            row["name"],
+            row["currency"],
+            row["status"],
+            row["kind"],
+            Money.from_decimal(to_decimal(row["available_units"]), row["currency"]).value,
+        )
+    console.print(table)
+    console.print(
+        f"core-banking simulator on {server.soap_url} (WSDL {server.soap_url}?wsdl)\n"
+        f"  admin API {server.base_url}/simulator   ledger {ledger}\n"
+        "Ctrl-C stops it."
+    )
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from adapters.base import CoreBanking, CoreBankingUnavailable, Notifier
+from adapters.base import CoreBanking, Notifier
+from adapters.core_banking.soap import SoapCoreBanking, core_banking_health_check
 from gateway.domain.clock import Clock, SystemClock
 from gateway.security.ratelimit import RateLimiter
 from gateway.security.tokens import SigningKeys, TokenService
@@ -52,19 +53,10 @@ class Container:
     workers: dict[str, Callable[[], Any]] = field(default_factory=dict)
 
     def close(self) -> None:
+        close_core = getattr(self.core_banking, "close", None)
+        if callable(close_core):
+            close_core()
         self.db.dispose()
-
-
-class _NoCoreBanking:
-    """Stands in until a core-banking adapter is configured: every call is 'unavailable'."""
-
-    def __getattr__(self, name: str) -> Any:
-        def unavailable(*_args: Any, **_kwargs: Any) -> Any:
-            raise CoreBankingUnavailable(
-                "Core banking is not configured", core_code="NOT_CONFIGURED"
-            )
-
-        return unavailable
 
 
 def build_notifier(settings: Settings) -> Notifier:
@@ -108,6 +100,10 @@ def transfer_policy(settings: Settings) -> TransferPolicy:
 
 def build_container(settings: Settings, **overrides: Any) -> Container:
     clock: Clock = overrides.pop("clock", None) or SystemClock()
+    # The SOAP adapter only connects on first use, so building it never needs the core up.
+    core_banking: CoreBanking = overrides.pop(
+        "core_banking", None
+    ) or SoapCoreBanking.from_settings(settings)
     db: Database = overrides.pop("db", None) or Database.from_settings(settings)
     keys = SigningKeys(
         settings.resolved_signing_keys_dir,
@@ -120,7 +116,6 @@ def build_container(settings: Settings, **overrides: Any) -> Container:
         ttl_seconds=settings.access_token_ttl_seconds,
         clock=clock,
     )
-    core_banking: CoreBanking = overrides.pop("core_banking", None) or _NoCoreBanking()
     notifier: Notifier = overrides.pop("notifier", None) or build_notifier(settings)
     vault: Vault = overrides.pop("vault", None) or Vault(
         VaultKeys(
@@ -178,6 +173,9 @@ def build_container(settings: Settings, **overrides: Any) -> Container:
         links=links,
         transfers=transfers,
         recovery=TransferRecovery(transfers),
+    )
+    container.health_checks["core_banking"] = core_banking_health_check(
+        core_banking, settings.core_banking_health_timeout_seconds
     )
     for name, value in overrides.items():
         if not hasattr(container, name):

@@ -236,6 +236,88 @@ class Settings(BaseSettings):
         None, description="If set, `/metrics` requires `Authorization: Bearer <token>`."
     )
 
+    # --- core banking (SOAP; adapters/core_banking) ------------------------------------------
+    core_banking_url: str = Field(
+        "",
+        description="Endpoint of the core-banking SOAP service (the WSDL's port address). Empty "
+        "means the embedded simulator, which `serve` starts on loopback "
+        "(`GATEWAY_CORE_BANKING_SIMULATOR_PORT`); refused in production.",
+    )
+    core_banking_connect_timeout_seconds: float = Field(
+        2.0, gt=0, le=60, description="TCP/TLS connect timeout towards the core."
+    )
+    core_banking_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="Operation (read) timeout of one core-banking call. A posting that times out "
+        "has an unknown outcome and is resolved with GetTransactionStatus, never re-posted.",
+    )
+    core_banking_health_timeout_seconds: float = Field(
+        2.0, gt=0, le=30, description="Timeout of the Ping behind `/health/ready`."
+    )
+    core_banking_read_attempts: int = Field(
+        3,
+        ge=1,
+        le=10,
+        description="Attempts for read operations (GetAccount, GetBalance, GetTransactionStatus, "
+        "GetStatement) on transport errors and retryable faults. Postings are never retried.",
+    )
+    core_banking_retry_backoff_seconds: float = Field(
+        0.2,
+        ge=0,
+        le=10,
+        description="First back-off between read attempts; doubles each attempt, with jitter.",
+    )
+    core_banking_retry_backoff_max_seconds: float = Field(
+        2.0, ge=0, le=60, description="Longest back-off between read attempts."
+    )
+    core_banking_pool_size: int = Field(
+        10,
+        ge=1,
+        le=200,
+        description="Keep-alive HTTP connections to the core per process (match the handler "
+        "thread count).",
+    )
+    core_banking_source_system: str = Field(
+        "WALLET-GATEWAY",
+        min_length=1,
+        max_length=35,
+        description="SourceSystem sent in every request header (how the core knows the caller).",
+    )
+    core_banking_username: str | None = Field(
+        None, description="WS-Security UsernameToken user; empty sends no WS-Security header."
+    )
+    core_banking_password: SecretStr | None = Field(
+        None, description="WS-Security UsernameToken password (set with the username)."
+    )
+    core_banking_password_digest: bool = Field(
+        False,
+        description="Send the UsernameToken password as a PasswordDigest (nonce + created) "
+        "instead of PasswordText.",
+    )
+    core_banking_ca_bundle: Path | None = Field(
+        None,
+        description="PEM bundle of the CA that issued the core's TLS certificate (private PKI); "
+        "empty uses the system trust store.",
+    )
+    core_banking_simulator_host: str = Field(
+        "127.0.0.1",
+        description="Interface the embedded core-banking simulator binds to (keep it loopback).",
+    )
+    core_banking_simulator_port: int = Field(
+        8081,
+        ge=1,
+        le=65535,
+        description="Port of the embedded core-banking simulator started by `serve` when "
+        "`GATEWAY_CORE_BANKING_URL` is empty.",
+    )
+    core_banking_simulator_db: str = Field(
+        "",
+        description="Ledger of the core-banking simulator: a SQLite file path or `:memory:`. "
+        "Empty means `<data_dir>/core-banking-simulator.db`.",
+    )
+
     @field_validator("rate_limit_default")
     @classmethod
     def _rate_limit_parses(cls, value: str) -> str:
@@ -283,6 +365,21 @@ class Settings(BaseSettings):
             raise ValueError("GATEWAY_NOTIFIER=http needs GATEWAY_SMS_GATEWAY_URL")
         return self
 
+    @field_validator("core_banking_url")
+    @classmethod
+    def _core_banking_url_is_http(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https:// (or be empty for the simulator)")
+        return value
+
+    @model_validator(mode="after")
+    def _core_banking_credentials_pair(self) -> Settings:
+        if (self.core_banking_username is None) != (self.core_banking_password is None):
+            raise ValueError(
+                "GATEWAY_CORE_BANKING_USERNAME and GATEWAY_CORE_BANKING_PASSWORD go together"
+            )
+        return self
+
     @model_validator(mode="after")
     def _production_is_safe(self) -> Settings:
         if self.environment != "production":
@@ -300,6 +397,11 @@ class Settings(BaseSettings):
             problems.append("GATEWAY_NOTIFIER=sandbox would not text customers in production")
         if not self.public_base_url.startswith("https://"):
             problems.append("GATEWAY_PUBLIC_BASE_URL must be https:// in production")
+        if not self.core_banking_url:
+            problems.append(
+                "GATEWAY_CORE_BANKING_URL must point at the bank's core in production "
+                "(the embedded simulator is for development and tests)"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -318,6 +420,23 @@ class Settings(BaseSettings):
     @property
     def resolved_vault_keys_dir(self) -> Path:
         return self.vault_keys_dir or self.data_dir / "vault-keys"
+
+    @property
+    def core_banking_embedded(self) -> bool:
+        """True when no core is configured and the simulator stands in for it."""
+        return not self.core_banking_url
+
+    @property
+    def resolved_core_banking_url(self) -> str:
+        if self.core_banking_url:
+            return self.core_banking_url
+        return f"http://{self.core_banking_simulator_host}:{self.core_banking_simulator_port}/core-banking"
+
+    @property
+    def resolved_core_banking_simulator_db(self) -> str:
+        if self.core_banking_simulator_db:
+            return self.core_banking_simulator_db
+        return str((self.data_dir / "core-banking-simulator.db").resolve())
 
     @property
     def issuer(self) -> str:

@@ -112,18 +112,132 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
 
 
 @pytest.fixture(scope="session")
-def core() -> Any:
-    from tests.support.fake_core import FakeCore
+def core_simulator(clock: OffsetClock) -> Iterator[Any]:
+    """ONE core-banking simulator per session, on a free loopback port, with an in-memory
+    ledger and the session clock. Tests open their own accounts (`open_account()`) and inject
+    faults (`inject()` / `with core_simulator.fault(...)`); faults are reset after each test."""
+    from adapters.core_banking.simulator import CoreBankingSimulator
 
-    return FakeCore()
+    simulator = CoreBankingSimulator(":memory:", clock=clock, validate_responses=True)
+    server = simulator.serve("127.0.0.1", 0)
+    yield simulator
+    server.shutdown()
+    simulator.ledger.close()
+
+
+@pytest.fixture(autouse=True)
+def _reset_core_simulator(request: pytest.FixtureRequest) -> Iterator[None]:
+    simulator = (
+        request.getfixturevalue("core_simulator")
+        if "core_simulator" in request.fixturenames
+        else None
+    )
+    yield
+    if simulator is not None:
+        simulator.reset_faults()
+
+
+class EnvelopeRecorder:
+    """A zeep plugin keeping what the adapter sent and received (after our own plugin ran)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Any, dict[str, str]]] = []
+        self.received: list[tuple[str, Any]] = []
+
+    def egress(self, envelope: Any, http_headers: Any, operation: Any, binding_options: Any) -> Any:
+        from copy import deepcopy
+
+        self.sent.append((operation.name, deepcopy(envelope), dict(http_headers)))
+        return envelope, http_headers
+
+    def ingress(self, envelope: Any, http_headers: Any, operation: Any) -> Any:
+        from copy import deepcopy
+
+        self.received.append((operation.name, deepcopy(envelope)))
+        return envelope, http_headers
+
+
+def make_core_banking(simulator: Any, **options: Any) -> Any:
+    """The real SOAP adapter pointed at the session simulator (over a loopback socket)."""
+    from adapters.core_banking.soap import SoapCoreBanking
+
+    values: dict[str, Any] = {
+        "connect_timeout": 2.0,
+        "timeout": 10.0,
+        "retry_backoff": 0.01,
+        "retry_backoff_max": 0.05,
+        "source_system": "GATEWAY-TESTS",
+    }
+    values.update(options)
+    return SoapCoreBanking(simulator.server.soap_url, **values)
 
 
 @pytest.fixture(scope="session")
-def container(settings: Settings, clock: OffsetClock, core: Any) -> Iterator[Any]:
+def core_banking(core_simulator: Any) -> Iterator[Any]:
+    adapter = make_core_banking(core_simulator)
+    yield adapter
+    adapter.close()
+
+
+class Bank:
+    """Test-facing helpers over the session's core-banking simulator."""
+
+    def __init__(self, simulator: Any) -> None:
+        self.simulator = simulator
+
+    def open_account(
+        self,
+        holder: str = "WANG Wei",
+        currency: str = "CNY",
+        *,
+        mobile: str | None = "+8613800138000",
+        status: str = "ACTIVE",
+        balance: str = "10000.00",
+        debit_allowed: bool = True,
+        credit_allowed: bool = True,
+        kind: str = "customer",
+    ) -> str:
+        return str(
+            self.simulator.open_account(
+                name=holder,
+                currency=currency,
+                balance=balance,
+                mobile=mobile,
+                status=status,
+                debit_allowed=debit_allowed,
+                credit_allowed=credit_allowed,
+                kind=kind,
+            )
+        )
+
+    def deposit(self, account: str, amount: str, description: str = "Cash deposit") -> None:
+        from decimal import Decimal
+
+        self.simulator.ledger.credit(account, Decimal(amount), description=description)
+
+    def available(self, account: str) -> str:
+        """The available balance as the core reports it, e.g. '9900.00'."""
+        from gateway.domain.money import Money
+
+        balance = self.simulator.balance(account)
+        currency = self.simulator.ledger.get_account(account)["currency"]
+        return Money.from_decimal(balance.available, currency).value
+
+    def postings(self, reference: str) -> int:
+        return int(self.simulator.posting_count(reference))
+
+
+@pytest.fixture(scope="session")
+def core(core_simulator: Any) -> Bank:
+    return Bank(core_simulator)
+
+
+@pytest.fixture(scope="session")
+def container(settings: Settings, clock: OffsetClock, core_banking: Any) -> Iterator[Any]:
     from gateway.container import build_container
     from gateway.store import migrate
 
-    gateway = build_container(settings, clock=clock, core_banking=core)
+    gateway = build_container(settings, clock=clock, core_banking=core_banking)
     migrate.upgrade(gateway.db.engine)
     yield gateway
     gateway.close()

@@ -37,6 +37,20 @@ AUTH_FAILURES = Counter(
 )
 READY = Gauge("gateway_ready", "1 when the readiness checks pass", ["check"])
 
+# --- core banking (adapters/core_banking/soap.py) ---
+CORE_BANKING_CALLS = Counter(
+    "gateway_core_banking_calls_total",
+    "SOAP calls to the core by operation and outcome "
+    "(ok, rejected, unavailable, unknown, error); retried reads count each attempt",
+    ["operation", "outcome"],
+)
+CORE_BANKING_LATENCY = Histogram(
+    "gateway_core_banking_call_duration_seconds",
+    "Duration of one SOAP call to the core (one attempt)",
+    ["operation"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+
 
 def render() -> tuple[bytes, str]:
     """The exposition text (all processes' samples when running multiprocess)."""

@@ -44,6 +44,10 @@ def live_gateway(settings, container, tmp_path_factory) -> Iterator[RunningGatew
         "GATEWAY_PORT": str(port),
         "GATEWAY_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
         "GATEWAY_ENVIRONMENT": "test",
+        # The embedded core-banking simulator, on its own free port and a scratch ledger.
+        "GATEWAY_CORE_BANKING_URL": "",
+        "GATEWAY_CORE_BANKING_SIMULATOR_PORT": str(free_port()),
+        "GATEWAY_CORE_BANKING_SIMULATOR_DB": ":memory:",
     }
     log_path = tmp_path_factory.mktemp("live") / "gateway.log"
     bin_dir = Path(sys.executable).parent

@@ -89,13 +89,18 @@ def test_life_cycle_create_verify_use_revoke(client, container, core, wallet) ->
     balance = client.get(f"/v1/links/{link['id']}/balance", headers=wallet.auth)
     assert balance.status_code == 200
     assert balance.json()["available"] == {"value": "10000.00", "currency": "CNY"}
-    entries = client.get(f"/v1/links/{link['id']}/transactions?limit=2", headers=wallet.auth).json()
-    assert len(entries["data"]) == 2 and entries["has_more"]
+    for amount in ("1.00", "2.00", "3.00", "4.00"):
+        core.deposit(account, amount)
+    first = client.get(f"/v1/links/{link['id']}/transactions?limit=2", headers=wallet.auth).json()
+    assert len(first["data"]) == 2 and first["has_more"]
     rest = client.get(
-        f"/v1/links/{link['id']}/transactions?limit=10&cursor={entries['next_cursor']}",
+        f"/v1/links/{link['id']}/transactions?limit=10&cursor={first['next_cursor']}",
         headers=wallet.auth,
     ).json()
-    assert len(rest["data"]) == 3 and not rest["has_more"]
+    seen = first["data"] + rest["data"]
+    assert not rest["has_more"]
+    assert {"1.00", "2.00", "3.00", "4.00"} <= {e["amount"]["value"] for e in seen}
+    assert len({e["id"] for e in seen}) == len(seen)
 
     revoked = client.delete(f"/v1/links/{link['id']}", headers=wallet.auth)
     assert revoked.status_code == 200

@@ -42,12 +42,17 @@ def test_metrics_count_requests_by_operation_and_status(client) -> None:  # type
 def test_readiness_reports_each_check(client, container) -> None:  # type: ignore[no-untyped-def]
     response = client.get("/health/ready")
     assert response.status_code == 200
-    assert response.json()["checks"] == {"database": "ok", "migrations": "ok"}
+    assert response.json()["checks"] == {
+        "database": "ok",
+        "migrations": "ok",
+        "core_banking": "ok",
+    }
+    real = container.health_checks["core_banking"]
     container.health_checks["core_banking"] = lambda: "unreachable"
     try:
         failing = client.get("/health/ready")
     finally:
-        del container.health_checks["core_banking"]
+        container.health_checks["core_banking"] = real
     assert failing.status_code == 503
     assert failing.json()["code"] == "not_ready"
     assert failing.json()["checks"]["core_banking"] == "unreachable"

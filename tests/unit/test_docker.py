@@ -34,7 +34,6 @@ COMPOSE = ROOT / "docker" / "compose.yaml"
 # each entry when its command lands: a listed command that exists fails the test, so this list
 # only shrinks, and anything not listed must exist.
 PLANNED_COMMANDS: set[tuple[str, ...]] = {
-    ("simulator", "core-banking"),
     ("simulator", "gsma-mm"),
     ("simulator", "wechatpay"),
     ("simulator", "alipay"),
@@ -43,7 +42,6 @@ PLANNED_COMMANDS: set[tuple[str, ...]] = {
 }
 # Settings the compose stack sets for the same pieces of work; same rule as above.
 PLANNED_SETTINGS: set[str] = {
-    "GATEWAY_CORE_BANKING_URL",
     "GATEWAY_GSMA_MM_BASE_URL",
     "GATEWAY_WECHATPAY_BASE_URL",
     "GATEWAY_ALIPAY_BASE_URL",

@@ -39,3 +39,50 @@ def test_secrets_can_come_from_files(monkeypatch: pytest.MonkeyPatch, tmp_path) 
     settings = load_settings()
     assert settings.metrics_token is not None
     assert settings.metrics_token.get_secret_value() == "from-a-file"
+
+
+def _production(**overrides: object) -> dict[str, object]:
+    return {
+        "environment": "production",
+        "database_url": "postgresql+psycopg://gw@db:5432/gw",
+        "vault_keys_dir": "/run/keys/vault",
+        "signing_keys_dir": "/run/keys/signing",
+        "public_base_url": "https://gateway.bank.example",
+        "notifier": "http",
+        "sms_gateway_url": "https://sms.bank.example/messages",
+        **overrides,
+    }
+
+
+def test_production_refuses_the_embedded_core_banking_simulator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("GATEWAY_CORE_BANKING_URL", raising=False)
+    with pytest.raises(SettingsError, match="GATEWAY_CORE_BANKING_URL"):
+        load_settings(**_production())
+    settings = load_settings(**_production(core_banking_url="https://core.bank.example/soap"))
+    assert not settings.core_banking_embedded
+    assert settings.resolved_core_banking_url == "https://core.bank.example/soap"
+
+
+def test_an_empty_core_banking_url_means_the_embedded_simulator(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("GATEWAY_CORE_BANKING_URL", raising=False)
+    settings = load_settings(core_banking_simulator_port=18081, data_dir=tmp_path)
+    assert settings.core_banking_embedded
+    assert settings.resolved_core_banking_url == "http://127.0.0.1:18081/core-banking"
+    assert settings.resolved_core_banking_simulator_db == str(
+        tmp_path.resolve() / "core-banking-simulator.db"
+    )
+
+
+def test_core_banking_settings_are_validated() -> None:
+    with pytest.raises(SettingsError, match="GATEWAY_CORE_BANKING_URL"):
+        load_settings(core_banking_url="core.bank.example")
+    with pytest.raises(SettingsError, match="go together"):
+        load_settings(core_banking_username="gateway")
+    with pytest.raises(SettingsError, match="GATEWAY_CORE_BANKING_SOURCE_SYSTEM"):
+        load_settings(core_banking_source_system="x" * 36)
+    with pytest.raises(SettingsError, match="GATEWAY_CORE_BANKING_TIMEOUT_SECONDS"):
+        load_settings(core_banking_timeout_seconds=0)
