@@ -16,11 +16,15 @@ from adapters.base import CoreBanking, Notifier
 from gateway.domain.clock import Clock, SystemClock
 from gateway.security.ratelimit import RateLimiter
 from gateway.security.tokens import SigningKeys, TokenService
+from gateway.services.events import EventService
 from gateway.services.partners import PartnerService
+from gateway.services.webhook_endpoints import WebhookEndpointService
+from gateway.services.webhooks import WebhookOperations
 from gateway.settings import Settings
 from gateway.store.db import Database
 from gateway.store.idempotency import IdempotencyKeys
 from gateway.vault import Vault, VaultKeys
+from gateway.workers.webhooks import target_policy, webhook_jobs
 
 # A readiness check returns None when healthy, or a short reason when not.
 HealthCheck = Callable[[], str | None]
@@ -36,6 +40,9 @@ class Container:
     idempotency: IdempotencyKeys
     partners: PartnerService
     vault: Vault
+    events: EventService
+    webhook_endpoints: WebhookEndpointService
+    webhooks: WebhookOperations
     # Adapters: wired by build_container from settings, or passed in as overrides.
     core_banking: CoreBanking | None = None
     notifier: Notifier | None = None
@@ -61,6 +68,13 @@ def build_container(settings: Settings, **overrides: Any) -> Container:
         ttl_seconds=settings.access_token_ttl_seconds,
         clock=clock,
     )
+    vault = overrides.pop("vault", None) or Vault(
+        VaultKeys(
+            settings.resolved_vault_keys_dir,
+            create_if_missing=settings.vault_keys_dir is None,
+        ),
+        clock,
+    )
     container = Container(
         settings=settings,
         clock=clock,
@@ -75,15 +89,19 @@ def build_container(settings: Settings, **overrides: Any) -> Container:
             wait_seconds=settings.idempotency_wait_seconds,
         ),
         partners=PartnerService(db, clock),
-        vault=overrides.pop("vault", None)
-        or Vault(
-            VaultKeys(
-                settings.resolved_vault_keys_dir,
-                create_if_missing=settings.vault_keys_dir is None,
-            ),
+        vault=vault,
+        # --- webhooks (docs/webhooks.md) ---
+        events=EventService(db),
+        webhook_endpoints=WebhookEndpointService(
+            db,
             clock,
+            vault,
+            policy=target_policy(settings),
+            secret_overlap=timedelta(hours=settings.webhook_secret_overlap_hours),
         ),
+        webhooks=WebhookOperations(db, clock, settings),
     )
+    container.workers.update(webhook_jobs(settings, db, vault, clock, container.webhooks))
     for name, value in overrides.items():
         if not hasattr(container, name):
             raise TypeError(f"unknown container override {name!r}")
