@@ -69,8 +69,8 @@ def forbidden_reason(address: str | IPAddress) -> str | None:
         (ip.is_loopback, "is a loopback address"),
         (ip.is_link_local, "is a link-local address"),
         (ip.is_multicast, "is a multicast address"),
-        (ip.is_private, "is a private address"),
         (ip.is_reserved, "is a reserved address"),
+        (ip.is_private, "is a private address"),
         (not ip.is_global, "is not globally routable"),
     )
     for failed, reason in checks:

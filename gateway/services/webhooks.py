@@ -38,7 +38,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from gateway.domain.clock import Clock, rfc3339
@@ -565,20 +565,21 @@ class WebhookDispatcher:
 def backlog(db: Database, now: datetime) -> dict[str, int]:
     """Undelivered deliveries to enabled endpoints: `due` now and `scheduled` for later."""
     with db.read() as session:
-        rows = session.execute(
-            select(WebhookDelivery.next_attempt_at <= now, func.count())
+        due, total = session.execute(
+            select(
+                func.coalesce(
+                    func.sum(case((WebhookDelivery.next_attempt_at <= now, 1), else_=0)), 0
+                ),
+                func.count(),
+            )
             .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
             .where(
                 WebhookDelivery.status == "pending",
                 WebhookEndpoint.enabled.is_(True),
                 WebhookEndpoint.deleted_at.is_(None),
             )
-            .group_by(WebhookDelivery.next_attempt_at <= now)
-        ).all()
-    counts = {"due": 0, "scheduled": 0}
-    for due, count in rows:
-        counts["due" if due else "scheduled"] += int(count)
-    return counts
+        ).one()
+    return {"due": int(due), "scheduled": int(total) - int(due)}
 
 
 # --- operators ------------------------------------------------------------------------------------
