@@ -73,7 +73,7 @@ def test_every_file_is_a_valid_json_schema() -> None:
 
 
 def test_the_catalogue_covers_every_event_type_the_gateway_sends() -> None:
-    assert REQUIRED_TYPES <= event_types()
+    assert event_types() >= REQUIRED_TYPES
     assert "envelope" not in event_types()
 
 
@@ -108,7 +108,7 @@ def test_data_id_must_be_the_resource_id() -> None:
     document = envelope(_sample("transfer.succeeded"))
     other = new_id("tr")
     document["data"]["id"] = other
-    with pytest.raises(AssertionError, match="data.id must be the resource id"):
+    with pytest.raises(AssertionError, match=r"data\.id must be the resource id"):
         assert_event_matches_schema(document)
 
 

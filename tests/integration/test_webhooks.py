@@ -221,8 +221,9 @@ def test_secret_rotation_signs_with_both_secrets_during_the_overlap(world, sink)
     moment = datetime.fromtimestamp(int(request.headers["webhook-timestamp"]), UTC)
     expected = Webhook(new).sign(after, moment, request.body.decode())
     assert request.headers["webhook-signature"] == expected
-    assert Webhook(old).sign(after, moment, request.body.decode()) not in (
-        request.headers["webhook-signature"]
+    assert (
+        Webhook(old).sign(after, moment, request.body.decode())
+        not in (request.headers["webhook-signature"])
     )
 
 
@@ -271,18 +272,22 @@ def test_an_event_and_its_deliveries_commit_or_roll_back_together(world, sink) -
     class Boom(Exception):
         pass
 
-    with pytest.raises(Boom), world.container.db.transaction() as session:
-        record_event(
-            session,
-            type="transfer.created",
-            resource_type="transfer",
-            resource_id=resource_id,
-            sequence=1,
-            data={"id": resource_id, "status": "created"},
-            partner_id=partner,
-            at=world.container.clock.now(),
-        )
-        raise Boom
+    def change_that_fails() -> None:
+        with world.container.db.transaction() as session:
+            record_event(
+                session,
+                type="transfer.created",
+                resource_type="transfer",
+                resource_id=resource_id,
+                sequence=1,
+                data={"id": resource_id, "status": "created"},
+                partner_id=partner,
+                at=world.container.clock.now(),
+            )
+            raise Boom
+
+    with pytest.raises(Boom):
+        change_that_fails()
     with world.container.db.read() as session:
         assert session.scalars(select(Event).where(Event.resource_id == resource_id)).all() == []
         assert (

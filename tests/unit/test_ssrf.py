@@ -9,7 +9,7 @@ from gateway.security.ssrf import TargetPolicy, TargetRejected, forbidden_reason
 FORBIDDEN = [
     ("127.0.0.1", "loopback"),
     ("127.255.0.9", "loopback"),
-    ("0.0.0.0", "unspecified"),
+    ("0.0.0.0", "unspecified"),  # noqa: S104
     ("10.0.0.5", "private"),
     ("10.255.255.255", "private"),
     ("172.16.3.4", "private"),

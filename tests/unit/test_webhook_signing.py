@@ -34,7 +34,9 @@ def test_signing_reproduces_the_published_vector() -> None:
 
 def test_one_signature_per_secret_newest_first() -> None:
     other = new_secret()
-    header = signature_header([other, VECTOR_SECRET], VECTOR_MSG_ID, VECTOR_TIMESTAMP, VECTOR_PAYLOAD)
+    header = signature_header(
+        [other, VECTOR_SECRET], VECTOR_MSG_ID, VECTOR_TIMESTAMP, VECTOR_PAYLOAD
+    )
     first, second = header.split(" ")
     assert second == VECTOR_SIGNATURE
     assert first.startswith("v1,") and first != VECTOR_SIGNATURE
