@@ -678,13 +678,10 @@ class WebhookOperations:
                 .order_by(WebhookAttempt.delivery_id, WebhookAttempt.number)
             ):
                 attempts[attempt.delivery_id].append(attempt)
-            types = dict(
-                session.execute(
-                    select(Event.id, Event.type).where(
-                        Event.id.in_({d.event_id for d in deliveries})
-                    )
-                ).tuples()
+            rows = session.execute(
+                select(Event.id, Event.type).where(Event.id.in_({d.event_id for d in deliveries}))
             )
+            types: dict[str, str] = {row[0]: row[1] for row in rows}
             result["data"] = [
                 delivery_view(d, types.get(d.event_id), attempts[d.id]) for d in deliveries
             ]
