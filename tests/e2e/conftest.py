@@ -44,6 +44,9 @@ def live_gateway(settings, container, tmp_path_factory) -> Iterator[RunningGatew
         "GATEWAY_PORT": str(port),
         "GATEWAY_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
         "GATEWAY_ENVIRONMENT": "test",
+        # The process shares the session's database: background workers in it (e.g. the
+        # webhook dispatcher) would race the tests' own, deterministic ones.
+        "GATEWAY_RUN_WORKERS_IN_PROCESS": "false",
     }
     log_path = tmp_path_factory.mktemp("live") / "gateway.log"
     bin_dir = Path(sys.executable).parent

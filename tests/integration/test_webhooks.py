@@ -424,3 +424,14 @@ def test_housekeeping_drops_expired_secrets_and_old_deliveries(world, sink) -> N
         assert session.get(VaultEntry, endpoint.secret_ref) is not None
     assert world.delivery(event_id, endpoint_id) is None
     assert world.attempts(event_id) == []
+
+
+def test_the_dispatcher_and_housekeeping_are_background_jobs(container) -> None:  # type: ignore[no-untyped-def]
+    from gateway.workers.jobs import default_jobs
+
+    jobs = {job.name: job for job in default_jobs(container)}
+    dispatcher = jobs["webhook-dispatcher"]
+    assert dispatcher.batch_size == container.settings.webhook_dispatch_batch_size
+    assert dispatcher.interval_seconds == container.settings.webhook_dispatch_interval_seconds
+    assert "webhook-housekeeping" in jobs
+    assert dispatcher.run() >= 0  # runs against the real database
