@@ -194,6 +194,12 @@ class Settings(BaseSettings):
     webhook_dispatch_interval_seconds: float = Field(
         1.0, gt=0, le=60, description="Dispatcher poll interval when there is nothing due."
     )
+    webhook_timeout_pause_max_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="An endpoint that times out is paused (10 s, doubling per consecutive "
+        "failure, up to this) so one slow receiver cannot tie up the dispatchers; 0 disables.",
+    )
     webhook_lease_seconds: int = Field(
         300,
         ge=30,

@@ -61,6 +61,7 @@ def operator_view(endpoint: WebhookEndpoint) -> dict[str, Any]:
         "consecutive_failures": endpoint.consecutive_failures,
         "last_success_at": _wire(endpoint.last_success_at),
         "last_failure_at": _wire(endpoint.last_failure_at),
+        "paused_until": _wire(endpoint.paused_until),
     }
 
 

@@ -173,6 +173,9 @@ class WebhookDispatcher:
         )
         self._rng_lock = threading.Lock()
         self._metrics_refreshed = 0.0
+        # Endpoints this dispatcher saw time out: the rest of its batch for them is given back.
+        self._paused: dict[str, datetime] = {}
+        self._paused_lock = threading.Lock()
 
     def _guard(self, address: str) -> None:
         """Connection-level SSRF guard: the address actually connected to must be allowed."""
@@ -197,10 +200,14 @@ class WebhookDispatcher:
         return len(claimed)
 
     def process(self, job: Claimed) -> AttemptResult | None:
-        """Send one claimed delivery and record it (None if the lease was too short to try)."""
-        if self.clock.now() + timedelta(seconds=sum(self.timeouts)) + LEASE_MARGIN > (
-            job.lease_expires_at
-        ):
+        """Send one claimed delivery and record it (None if it was given back untried)."""
+        now = self.clock.now()
+        with self._paused_lock:
+            paused_until = self._paused.get(job.endpoint_id)
+        if paused_until is not None and paused_until > now:
+            self.release(job, until=paused_until)
+            return None
+        if now + timedelta(seconds=sum(self.timeouts)) + LEASE_MARGIN > job.lease_expires_at:
             self.release(job)
             return None
         try:
@@ -225,6 +232,10 @@ class WebhookDispatcher:
                     WebhookDelivery.next_attempt_at <= now,
                     WebhookEndpoint.enabled.is_(True),
                     WebhookEndpoint.deleted_at.is_(None),
+                    or_(
+                        WebhookEndpoint.paused_until.is_(None),
+                        WebhookEndpoint.paused_until <= now,
+                    ),
                 )
                 .order_by(WebhookDelivery.next_attempt_at)
                 .limit(limit)
@@ -295,7 +306,7 @@ class WebhookDispatcher:
             live.append(self.vault.reveal(session, endpoint.previous_secret_ref))
         return tuple(live)
 
-    def release(self, job: Claimed) -> None:
+    def release(self, job: Claimed, until: datetime | None = None) -> None:
         """Give back a claim that was not attempted (its number will be used by the next one)."""
         with self.db.transaction() as session:
             session.execute(
@@ -308,7 +319,7 @@ class WebhookDispatcher:
                     claim_token=None,
                     lease_expires_at=None,
                     attempts=WebhookDelivery.attempts - 1,
-                    next_attempt_at=self.clock.now(),
+                    next_attempt_at=until or self.clock.now(),
                 )
             )
 
@@ -481,6 +492,9 @@ class WebhookDispatcher:
         endpoint.consecutive_failures = 0
         endpoint.failure_streak_started_at = None
         endpoint.last_success_at = now
+        endpoint.paused_until = None
+        with self._paused_lock:
+            self._paused.pop(endpoint_id, None)
         if endpoint.status == "failing":
             endpoint.status = "healthy"
             endpoint.failing_since = None
@@ -496,6 +510,14 @@ class WebhookDispatcher:
         endpoint.last_failure_at = now
         if endpoint.failure_streak_started_at is None:
             endpoint.failure_streak_started_at = result.started_at
+        maximum = self.settings.webhook_timeout_pause_max_seconds
+        if result.outcome == "timeout" and maximum > 0:
+            # A receiver that hangs costs a dispatcher thread per attempt: stop sending to it for
+            # a while (10 s, doubling per consecutive failure) instead of queueing more threads.
+            pause = min(maximum, 10.0 * 2 ** min(endpoint.consecutive_failures - 1, 20))
+            endpoint.paused_until = now + timedelta(seconds=pause)
+            with self._paused_lock:
+                self._paused[endpoint_id] = endpoint.paused_until
         persistent = endpoint.consecutive_failures >= (
             self.settings.webhook_failing_after_failures
         ) and now - endpoint.failure_streak_started_at >= timedelta(
@@ -532,7 +554,7 @@ class WebhookDispatcher:
             resource_type="webhook_endpoint",
             resource_id=endpoint.id,
             sequence=endpoint.version,
-            data={k: v for k, v in view.items() if k != "partner_id"},
+            data={k: v for k, v in view.items() if k not in ("partner_id", "paused_until")},
             partner_id=endpoint.partner_id,
             at=now,
         )
@@ -701,6 +723,7 @@ class WebhookOperations:
                 query = query.where(WebhookDelivery.endpoint_id == endpoint_id)
             deliveries = list(session.scalars(query.with_for_update()).all())
             if endpoint_id and not deliveries:
+                # An endpoint that did not exist (or was paused) when the event happened.
                 endpoint = session.get(WebhookEndpoint, endpoint_id)
                 if endpoint is None or endpoint.partner_id != event.partner_id:
                     raise NotFound(
@@ -708,8 +731,8 @@ class WebhookOperations:
                         code="webhook_endpoint_not_found",
                     )
                 delivery = new_delivery(event, endpoint.id, endpoint.partner_id, now)
-                session.add(delivery)
-                session.flush()
+                if endpoint.deleted_at is None and endpoint.enabled:
+                    session.add(delivery)
                 deliveries = [delivery]
             result = self._requeue(session, deliveries, now)
             self._audit(

@@ -139,6 +139,8 @@ class WebhookEndpoint(Base):
     failing_since: Mapped[datetime | None]
     last_success_at: Mapped[datetime | None]
     last_failure_at: Mapped[datetime | None]
+    # Set after a timeout: no delivery to the endpoint is claimed before then.
+    paused_until: Mapped[datetime | None]
     # Bumped on every change; the sequence of this endpoint's own events.
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime]

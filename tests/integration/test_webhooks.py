@@ -356,6 +356,38 @@ def test_a_slow_receiver_times_out(world) -> None:  # type: ignore[no-untyped-de
     assert sink.url not in (attempt.error or "")  # no URL (maybe with credentials) in errors
 
 
+def test_an_endpoint_that_hangs_is_paused_instead_of_tying_up_the_dispatcher(world) -> None:  # type: ignore[no-untyped-def]
+    clock = FrozenClock(SystemClock().now())
+    hanging = {"on": True}
+
+    def answer(_request: Any) -> int:
+        if hanging["on"]:
+            time.sleep(0.5)
+        return 200
+
+    with WebhookSink(answer) as sink:
+        partner = world.partner()
+        endpoint_id, _ = world.endpoint(partner, sink.url, ["transfer.*"])
+        events = [world.emit(partner, at=clock.now()) for _ in range(4)]
+        dispatcher = world.dispatcher(clock, webhook_read_timeout_seconds=0.2)
+        assert dispatcher.run_once() == 4
+        assert len(sink.received) == 1  # one timeout, the other three were given back
+        with world.container.db.read() as session:
+            paused_until = session.get(WebhookEndpoint, endpoint_id).paused_until
+        assert paused_until == clock.now() + timedelta(seconds=10)
+        assert sorted(world.delivery(e, endpoint_id).attempts for e in events) == [0, 0, 0, 1]
+        assert dispatcher.run_once() == 0  # nothing is claimed for it while paused
+
+        hanging["on"] = False
+        clock.advance(seconds=11)
+        for _ in range(3):
+            dispatcher.run_once()
+            clock.advance(seconds=10)
+    assert {world.delivery(e, endpoint_id).status for e in events} == {"delivered"}
+    with world.container.db.read() as session:
+        assert session.get(WebhookEndpoint, endpoint_id).paused_until is None
+
+
 def test_a_dead_dispatchers_claim_is_retried_after_its_lease(world, sink, captured_logs) -> None:  # type: ignore[no-untyped-def]
     clock = FrozenClock(SystemClock().now())
     partner = world.partner()

@@ -37,6 +37,7 @@ def upgrade() -> None:
     sa.Column('failing_since', gateway.store.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('last_success_at', gateway.store.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('last_failure_at', gateway.store.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('paused_until', gateway.store.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.Column('created_at', gateway.store.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', gateway.store.types.UTCDateTime(timezone=True), nullable=False),
