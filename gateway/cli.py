@@ -645,5 +645,88 @@ def simulator_core_banking(host: str | None, port: int | None, db: str | None, s
         server.shutdown()
 
 
+# --- webhooks ------------------------------------------------------------------------------------
+
+
+def _moment(value: str | None, option: str) -> Any:
+    """An RFC 3339 / ISO 8601 time; one without a zone is taken as UTC."""
+    from datetime import UTC, datetime
+
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            "expected a time such as 2026-01-31T08:00:00Z", param_hint=option
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@main.group()
+def webhooks() -> None:
+    """Webhook deliveries to partners (see docs/webhooks.md)."""
+
+
+@webhooks.command("replay")
+@click.option(
+    "--since", default=None, help="Events created at or after this time (UTC if no zone)."
+)
+@click.option("--until", default=None, help="... and before this time.")
+@click.option("--endpoint", "endpoint_id", default=None, help="Only deliveries to this endpoint.")
+@click.option("--event", "event_id", default=None, help="Replay this one event instead of a range.")
+def webhooks_replay(
+    since: str | None, until: str | None, endpoint_id: str | None, event_id: str | None
+) -> None:
+    """Send failed deliveries again (a time range), or one event to its endpoints.
+
+    A range re-queues every delivery of events created in [since, until) that is not delivered
+    and has failed at least once; each gets a fresh retry window. The running dispatchers send
+    them. Deliveries to disabled or deleted endpoints are skipped.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from gateway.domain.errors import GatewayError
+
+    if bool(event_id) == bool(since or until) or (not event_id and not (since and until)):
+        raise click.UsageError("give either --event, or both --since and --until")
+    start, end = _moment(since, "--since"), _moment(until, "--until")
+    gateway = _container()
+    try:
+        if event_id:
+            result = gateway.webhooks.replay_event(
+                event_id, actor=_actor(), endpoint_id=endpoint_id
+            )
+        else:
+            columns = (
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+            )
+            with Progress(*columns, console=Console(stderr=True)) as progress:
+                task = progress.add_task("re-queueing failed deliveries", total=None)
+
+                def report(done: int, total: int) -> None:
+                    progress.update(task, completed=done, total=total)
+
+                result = gateway.webhooks.replay_range(
+                    since=start,
+                    until=end,
+                    actor=_actor(),
+                    endpoint_id=endpoint_id,
+                    progress=report,
+                )
+    except GatewayError as exc:
+        raise click.ClickException(exc.detail) from None
+    finally:
+        gateway.close()
+    click.echo(
+        f"queued {result.queued} deliveries again; skipped {result.skipped} "
+        "(endpoint disabled or deleted, or a delivery in flight)"
+    )
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

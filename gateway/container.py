@@ -17,15 +17,19 @@ from adapters.core_banking.soap import SoapCoreBanking, core_banking_health_chec
 from gateway.domain.clock import Clock, SystemClock
 from gateway.security.ratelimit import RateLimiter
 from gateway.security.tokens import SigningKeys, TokenService
+from gateway.services.events import EventService
 from gateway.services.links import LinkPolicy, LinkService
 from gateway.services.otp import OtpPolicy, OtpService
 from gateway.services.partners import PartnerService
 from gateway.services.transfer_recovery import TransferRecovery
 from gateway.services.transfers import TransferPolicy, TransferService
+from gateway.services.webhook_endpoints import WebhookEndpointService
+from gateway.services.webhooks import WebhookOperations
 from gateway.settings import Settings
 from gateway.store.db import Database
 from gateway.store.idempotency import IdempotencyKeys
 from gateway.vault import Vault, VaultKeys
+from gateway.workers.webhooks import target_policy, webhook_jobs
 
 # A readiness check returns None when healthy, or a short reason when not.
 HealthCheck = Callable[[], str | None]
@@ -41,6 +45,9 @@ class Container:
     idempotency: IdempotencyKeys
     partners: PartnerService
     vault: Vault
+    events: EventService
+    webhook_endpoints: WebhookEndpointService
+    webhooks: WebhookOperations
     # Adapters: wired by build_container from settings, or passed in as overrides.
     core_banking: CoreBanking
     notifier: Notifier
@@ -173,10 +180,21 @@ def build_container(settings: Settings, **overrides: Any) -> Container:
         links=links,
         transfers=transfers,
         recovery=TransferRecovery(transfers),
+        # --- webhooks (docs/webhooks.md) ---
+        events=EventService(db),
+        webhook_endpoints=WebhookEndpointService(
+            db,
+            clock,
+            vault,
+            policy=target_policy(settings),
+            secret_overlap=timedelta(hours=settings.webhook_secret_overlap_hours),
+        ),
+        webhooks=WebhookOperations(db, clock, settings),
     )
     container.health_checks["core_banking"] = core_banking_health_check(
         core_banking, settings.core_banking_health_timeout_seconds
     )
+    container.workers.update(webhook_jobs(settings, db, vault, clock, container.webhooks))
     for name, value in overrides.items():
         if not hasattr(container, name):
             raise TypeError(f"unknown container override {name!r}")

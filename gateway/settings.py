@@ -318,6 +318,90 @@ class Settings(BaseSettings):
         "Empty means `<data_dir>/core-banking-simulator.db`.",
     )
 
+    # --- webhooks (events and signed deliveries to partners, docs/webhooks.md) -----------------
+    webhook_allow_http: bool = Field(
+        False,
+        description="Accept plain http:// webhook endpoint URLs (development and tests against a "
+        "local receiver). Refused in production: deliveries carry payment data.",
+    )
+    webhook_allow_private_targets: bool = Field(
+        False,
+        description="Allow webhook targets that resolve to loopback, private, link-local or "
+        "reserved addresses. Off, the gateway cannot be aimed at the bank's own network (SSRF).",
+    )
+    webhook_secret_overlap_hours: float = Field(
+        24.0,
+        ge=0,
+        le=24 * 7,
+        description="After a secret rotation, deliveries stay signed with the previous secret "
+        "too for this long, so receivers can switch without losing a delivery.",
+    )
+    webhook_connect_timeout_seconds: float = Field(
+        3.0, gt=0, le=30, description="TCP/TLS connect timeout of one delivery attempt."
+    )
+    webhook_read_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=60,
+        description="How long a receiver has to answer one delivery attempt.",
+    )
+    webhook_retry_initial_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="Backoff base: the n-th retry waits a random time in "
+        "[0, min(max, initial * 2^n)] (exponential backoff with full jitter).",
+    )
+    webhook_retry_max_interval_seconds: float = Field(
+        6 * 3600.0, gt=0, description="Longest wait between two attempts of one delivery."
+    )
+    webhook_retry_window_hours: float = Field(
+        72.0,
+        gt=0,
+        le=24 * 14,
+        description="A delivery is retried for this long after its first attempt, then marked "
+        "failed (an operator can replay it).",
+    )
+    webhook_failing_after_failures: int = Field(
+        5,
+        ge=1,
+        description="An endpoint is marked failing (operator notified) after this many "
+        "consecutive failed attempts ...",
+    )
+    webhook_failing_after_minutes: float = Field(
+        60.0,
+        ge=0,
+        description="... spanning at least this long without a single success.",
+    )
+    webhook_dispatch_batch_size: int = Field(
+        50, ge=1, le=1000, description="Deliveries one dispatcher claims at a time."
+    )
+    webhook_dispatch_concurrency: int = Field(
+        8, ge=1, le=64, description="Parallel HTTP requests per dispatcher process."
+    )
+    webhook_dispatch_interval_seconds: float = Field(
+        1.0, gt=0, le=60, description="Dispatcher poll interval when there is nothing due."
+    )
+    webhook_timeout_pause_max_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="An endpoint that times out is paused (10 s, doubling per consecutive "
+        "failure, up to this) so one slow receiver cannot tie up the dispatchers; 0 disables.",
+    )
+    webhook_lease_seconds: int = Field(
+        300,
+        ge=30,
+        description="A claimed delivery belongs to its dispatcher this long; if the dispatcher "
+        "dies, another one retries it afterwards.",
+    )
+    webhook_response_body_bytes: int = Field(
+        1024, ge=0, le=65536, description="How much of a receiver's answer each attempt keeps."
+    )
+    webhook_retention_days: int = Field(
+        30,
+        ge=1,
+        description="Finished deliveries and their attempts are deleted after this many days.",
+    )
+
     @field_validator("rate_limit_default")
     @classmethod
     def _rate_limit_parses(cls, value: str) -> str:
@@ -381,6 +465,17 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _webhook_timings_fit(self) -> Settings:
+        # A claim must outlive one attempt by a wide margin, or two dispatchers could send it.
+        if self.webhook_lease_seconds < 3 * (
+            self.webhook_connect_timeout_seconds + self.webhook_read_timeout_seconds
+        ):
+            raise ValueError(
+                "GATEWAY_WEBHOOK_LEASE_SECONDS must be at least 3x the connect + read timeouts"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _production_is_safe(self) -> Settings:
         if self.environment != "production":
             return self
@@ -402,6 +497,8 @@ class Settings(BaseSettings):
                 "GATEWAY_CORE_BANKING_URL must point at the bank's core in production "
                 "(the embedded simulator is for development and tests)"
             )
+        if self.webhook_allow_http:
+            problems.append("GATEWAY_WEBHOOK_ALLOW_HTTP must be false in production")
         if problems:
             raise ValueError("; ".join(problems))
         return self

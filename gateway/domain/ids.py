@@ -13,9 +13,10 @@ import time
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 # ptn partner, lnk link, tr transfer, po payout, rf refund, evt event, whe webhook endpoint,
-# whd webhook delivery, stl settlement, brk reconciliation break, vlt vault entry, hld hold, ...
+# whd webhook delivery, wha webhook attempt, stl settlement, brk reconciliation break,
+# vlt vault entry, hld hold, ...
 PREFIXES = frozenset(
-    "ptn lnk tr po rf evt whe whd stl req otp brk msg fee aud ntf cap idk pwh vlt hld".split()
+    "ptn lnk tr po rf evt whe whd wha stl req otp brk msg fee aud ntf cap idk pwh vlt hld".split()
 )
 _PATTERN = re.compile(r"^([a-z]{2,4})_([0-9a-hjkmnp-tv-z]{26})$")
 

@@ -59,3 +59,39 @@ def render() -> tuple[bytes, str]:
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(), CONTENT_TYPE_LATEST
+
+
+# --- webhooks ------------------------------------------------------------------------------------
+WEBHOOK_ATTEMPTS = Counter(
+    "gateway_webhook_delivery_attempts_total",
+    "Webhook delivery attempts by outcome "
+    "(delivered, http_error, timeout, connection_error, blocked, error)",
+    ["outcome"],
+)
+WEBHOOK_ATTEMPT_DURATION = Histogram(
+    "gateway_webhook_delivery_duration_seconds",
+    "Duration of one webhook delivery attempt (request sent to answer read)",
+    ["outcome"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+WEBHOOK_DELIVERY_LAG = Histogram(
+    "gateway_webhook_delivery_lag_seconds",
+    "From an event's creation to its successful delivery to one endpoint",
+    buckets=(0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0, 7200.0, 21600.0, 86400.0, 259200.0),
+)
+WEBHOOK_BACKLOG = Gauge(
+    "gateway_webhook_deliveries_pending",
+    "Undelivered webhook deliveries to enabled endpoints: due now, or scheduled for later",
+    ["state"],
+    multiprocess_mode="livemax",
+)
+WEBHOOK_ENDPOINTS_FAILING = Gauge(
+    "gateway_webhook_endpoints_failing",
+    "Webhook endpoints currently marked failing",
+    multiprocess_mode="livemax",
+)
+WEBHOOK_ENDPOINT_TRANSITIONS = Counter(
+    "gateway_webhook_endpoint_transitions_total",
+    "Webhook endpoints marked failing or recovered",
+    ["to"],
+)

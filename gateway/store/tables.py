@@ -11,12 +11,14 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Date,
     ForeignKey,
     Index,
     Integer,
     MetaData,
     String,
+    Text,
     UniqueConstraint,
     text,
 )
@@ -115,6 +117,94 @@ class Event(Base):
         UniqueConstraint("resource_type", "resource_id", "sequence"),
         Index(None, "partner_id", "id"),
     )
+
+
+class WebhookEndpoint(Base):
+    """A partner's webhook receiver. Its secrets live in the vault, never in this row."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    partner_id: Mapped[str] = mapped_column(String(40), ForeignKey("partners.id"), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    description: Mapped[str | None] = mapped_column(String(500))
+    event_types: Mapped[list[str]] = mapped_column(JSONType)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    status: Mapped[str] = mapped_column(String(20), default="healthy")  # healthy | failing
+    # Vault entry ids: the current secret and, during a rotation overlap, the previous one.
+    secret_ref: Mapped[str] = mapped_column(String(40))
+    previous_secret_ref: Mapped[str | None] = mapped_column(String(40))
+    previous_secret_expires_at: Mapped[datetime | None]
+    secret_rotated_at: Mapped[datetime | None]
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    failure_streak_started_at: Mapped[datetime | None]
+    failing_since: Mapped[datetime | None]
+    last_success_at: Mapped[datetime | None]
+    last_failure_at: Mapped[datetime | None]
+    # Set after a timeout: no delivery to the endpoint is claimed before then.
+    paused_until: Mapped[datetime | None]
+    # Bumped on every change; the sequence of this endpoint's own events.
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    deleted_at: Mapped[datetime | None]
+
+
+class WebhookDelivery(Base):
+    """One event owed to one endpoint: the unit the dispatcher claims, retries and replays.
+
+    A claim sets `claim_token` and pushes `next_attempt_at` to the end of the lease, so a
+    dispatcher that dies mid-attempt leaves the delivery due again once the lease runs out.
+    """
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(40), ForeignKey("events.id"))
+    endpoint_id: Mapped[str] = mapped_column(String(40), ForeignKey("webhook_endpoints.id"))
+    partner_id: Mapped[str] = mapped_column(String(40), ForeignKey("partners.id"))
+    status: Mapped[str] = mapped_column(String(20))  # pending | delivered | failed | cancelled
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Failures since the delivery was (re)queued: indexes the backoff schedule.
+    schedule_step: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    retry_until: Mapped[datetime | None]
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    lease_expires_at: Mapped[datetime | None]
+    last_attempt_at: Mapped[datetime | None]
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    delivered_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        UniqueConstraint("event_id", "endpoint_id"),
+        Index(None, "status", "next_attempt_at"),
+        Index(None, "endpoint_id", "id"),
+        Index(None, "created_at"),
+    )
+
+
+class WebhookAttempt(Base):
+    """One HTTP request of a delivery, kept for operators: what was answered, how fast."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    delivery_id: Mapped[str] = mapped_column(String(40), ForeignKey("webhook_deliveries.id"))
+    event_id: Mapped[str] = mapped_column(String(40))
+    endpoint_id: Mapped[str] = mapped_column(String(40), index=True)
+    # Unique per delivery: two dispatchers can never both record the same attempt.
+    number: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(20))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(String(300))
+
+    __table_args__ = (UniqueConstraint("delivery_id", "number"),)
 
 
 class VaultEntry(Base):
@@ -336,4 +426,7 @@ __all__ = [
     "Transfer",
     "TransferTransition",
     "VaultEntry",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

@@ -38,7 +38,6 @@ PLANNED_COMMANDS: set[tuple[str, ...]] = {
     ("simulator", "wechatpay"),
     ("simulator", "alipay"),
     ("simulator", "sms"),
-    ("webhooks", "replay"),
 }
 # Settings the compose stack sets for the same pieces of work; same rule as above.
 PLANNED_SETTINGS: set[str] = {

@@ -1,0 +1,87 @@
+"""Operator API for webhooks: endpoint health, deliveries with their attempts, replay."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.api.deps import container, current_partner
+from gateway.api.idempotent import idempotent
+from gateway.domain.errors import InvalidRequest
+from gateway.store.idempotency import IdempotencyRequest
+
+
+def _actor() -> str:
+    return f"operator:{current_partner().id}"
+
+
+def list_endpoints(
+    limit: int = 50,
+    cursor: str | None = None,
+    partner_id: str | None = None,
+    status: str | None = None,
+) -> dict[str, Any]:
+    return container().webhook_endpoints.operator_page(
+        cursor=cursor, limit=limit, partner_id=partner_id, status=status
+    )
+
+
+def list_deliveries(
+    limit: int = 50,
+    cursor: str | None = None,
+    event_id: str | None = None,
+    endpoint_id: str | None = None,
+    partner_id: str | None = None,
+    status: str | None = None,
+) -> dict[str, Any]:
+    return container().webhooks.page(
+        cursor=cursor,
+        limit=limit,
+        event_id=event_id,
+        endpoint_id=endpoint_id,
+        partner_id=partner_id,
+        status=status,
+    )
+
+
+def _moment(body: dict[str, Any], name: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(body[name].replace("Z", "+00:00"))
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise InvalidRequest(
+            f"`{name}` must be an RFC 3339 date-time with a time zone",
+            code="validation_failed",
+            errors=[{"pointer": f"/{name}", "detail": "is not an RFC 3339 date-time"}],
+        )
+    return moment.astimezone(UTC)
+
+
+def replay(body: dict[str, Any]) -> Any:
+    gateway = container()
+    actor = _actor()
+    by_event = "event_id" in body
+    by_range = "since" in body or "until" in body
+    if by_event == by_range or (by_range and not ("since" in body and "until" in body)):
+        raise InvalidRequest(
+            "Give either `event_id`, or both `since` and `until`",
+            code="invalid_replay_selection",
+            errors=[{"pointer": "", "detail": "needs event_id, or since and until"}],
+        )
+    since = _moment(body, "since") if by_range else None
+    until = _moment(body, "until") if by_range else None
+
+    def run(_request: IdempotencyRequest) -> tuple[dict[str, Any], int]:
+        if by_event:
+            result = gateway.webhooks.replay_event(
+                body["event_id"], actor=actor, endpoint_id=body.get("endpoint_id")
+            )
+        else:
+            assert since is not None and until is not None
+            result = gateway.webhooks.replay_range(
+                since=since, until=until, actor=actor, endpoint_id=body.get("endpoint_id")
+            )
+        return result.as_dict(), 200
+
+    return idempotent("webhook_deliveries.replay", body, run)

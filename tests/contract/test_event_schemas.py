@@ -1,0 +1,119 @@
+"""contracts/events/: valid JSON Schemas, one per event type, and they accept real envelopes."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from gateway.domain.ids import new_id
+from gateway.store.events import envelope, event_types
+from gateway.store.tables import Event
+from tests.event_schemas import SCHEMA_DIR, assert_event_matches_schema
+
+PREFIX = {
+    "link": "lnk",
+    "transfer": "tr",
+    "refund": "rf",
+    "payout": "po",
+    "settlement": "stl",
+    "webhook_endpoint": "whe",
+}
+REQUIRED_TYPES = {
+    "link.created", "link.active", "link.revoked", "link.suspended", "link.expired",
+    "transfer.created", "transfer.requires_action", "transfer.processing", "transfer.succeeded",
+    "transfer.failed", "transfer.unknown", "transfer.reversed", "transfer.captured",
+    "transfer.voided", "refund.created", "refund.succeeded", "refund.failed", "payout.created",
+    "payout.processing", "payout.succeeded", "payout.failed", "payout.unknown",
+    "settlement.completed", "webhook_endpoint.failing",
+}  # fmt: skip
+
+
+def _sample(event_type: str) -> Event:
+    resource = event_type.split(".")[0]
+    resource_id = new_id(PREFIX[resource])
+    data: dict[str, object] = {"id": resource_id, "status": event_type.split(".")[1]}
+    if resource == "webhook_endpoint":
+        status = "failing" if event_type.endswith("failing") else "healthy"
+        data = {
+            "id": resource_id,
+            "url": "https://hooks.partner.example/in",
+            "description": None,
+            "event_types": ["*"],
+            "enabled": True,
+            "status": status,
+            "created_at": "2026-01-01T00:00:00Z",
+            "updated_at": "2026-01-02T00:00:00Z",
+            "secret_rotated_at": None,
+            "previous_secret_expires_at": None,
+            "failing_since": "2026-01-02T00:00:00Z" if status == "failing" else None,
+            "consecutive_failures": 7 if status == "failing" else 0,
+            "last_success_at": None,
+            "last_failure_at": "2026-01-02T00:00:00Z",
+        }
+    return Event(
+        id=new_id("evt"),
+        partner_id=None,
+        type=event_type,
+        resource_type=resource,
+        resource_id=resource_id,
+        sequence=3,
+        data=data,
+        created_at=datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC),
+    )
+
+
+def test_every_file_is_a_valid_json_schema() -> None:
+    files = sorted(SCHEMA_DIR.glob("*.json"))
+    assert files
+    for path in files:
+        Draft202012Validator.check_schema(json.loads(path.read_text()))
+
+
+def test_the_catalogue_covers_every_event_type_the_gateway_sends() -> None:
+    assert event_types() >= REQUIRED_TYPES
+    assert "envelope" not in event_types()
+
+
+@pytest.mark.parametrize("event_type", sorted(event_types()))
+def test_a_sample_of_each_type_validates(event_type: str) -> None:
+    document = assert_event_matches_schema(_sample(event_type))
+    assert document["type"] == event_type
+    # The wire bytes (webhook body) validate too.
+    assert_event_matches_schema(json.dumps(document))
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda e: e.update(extra=1), "Additional properties"),
+        (lambda e: e.pop("sequence"), "'sequence' is a required property"),
+        (lambda e: e.update(sequence=0), "less than the minimum"),
+        (lambda e: e.update(id="tr_" + e["id"][4:]), "does not match"),
+        (lambda e: e["resource"].update(type="refund"), "was expected"),
+        (lambda e: e["data"].pop("status"), "'status' is a required property"),
+        (lambda e: e["data"].update(id=new_id("rf")), "does not match"),
+    ],
+)
+def test_schemas_reject_broken_envelopes(mutate, message: str) -> None:  # type: ignore[no-untyped-def]
+    document = envelope(_sample("transfer.succeeded"))
+    mutate(document)
+    with pytest.raises(AssertionError, match=message):
+        assert_event_matches_schema(document)
+
+
+def test_data_id_must_be_the_resource_id() -> None:
+    document = envelope(_sample("transfer.succeeded"))
+    other = new_id("tr")
+    document["data"]["id"] = other
+    with pytest.raises(AssertionError, match=r"data\.id must be the resource id"):
+        assert_event_matches_schema(document)
+
+
+def test_an_unknown_type_has_no_schema() -> None:
+    document = envelope(_sample("transfer.succeeded"))
+    document["type"] = "transfer.teleported"
+    with pytest.raises(AssertionError, match="no schema for event type"):
+        assert_event_matches_schema(document)
