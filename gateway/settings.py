@@ -161,8 +161,13 @@ class Settings(BaseSettings):
         description="IANA time zone whose calendar days and months bound daily/monthly limits.",
     )
     fee_income_accounts: dict[str, str] = Field(
-        default_factory=dict,
-        description='Fee income account per currency, JSON: {"CNY": "9100000000000001"}.',
+        default_factory=lambda: {
+            "CNY": "9200000000000301",
+            "USD": "9200000000000302",
+            "KES": "9200000000000303",
+        },
+        description="Fee income account per currency, JSON. The default names the simulator's "
+        "fee accounts; production must set its own.",
     )
     step_up_thresholds: dict[str, str] = Field(
         default_factory=dict,
@@ -497,6 +502,8 @@ class Settings(BaseSettings):
                 "GATEWAY_CORE_BANKING_URL must point at the bank's core in production "
                 "(the embedded simulator is for development and tests)"
             )
+        if "fee_income_accounts" not in self.model_fields_set:
+            problems.append("GATEWAY_FEE_INCOME_ACCOUNTS must name the bank's fee accounts")
         if self.webhook_allow_http:
             problems.append("GATEWAY_WEBHOOK_ALLOW_HTTP must be false in production")
         if problems:

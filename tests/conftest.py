@@ -101,6 +101,7 @@ def make_settings(database_url: str, data_dir: Any, **overrides: Any) -> Setting
         "rate_limit_default": "10000/second",
         "run_workers_in_process": False,
         "idempotency_wait_seconds": 5.0,
+        "step_up_thresholds": {"CNY": "5000.00"},
     }
     values.update(overrides)
     return load_settings(**values)
@@ -319,3 +320,11 @@ def captured_logs() -> Iterator[Callable[[], str]]:
     finally:
         root.removeHandler(handler)
         root.setLevel(previous)
+
+
+@pytest.fixture
+def funded(client: Any, container: Any, core: Any, make_partner: Any) -> Any:
+    """`funded(balance=...)`: a wallet, its settlement account and an active link (flows.py)."""
+    from tests.flows import make_funded
+
+    return make_funded(client, container, core, make_partner)

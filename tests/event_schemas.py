@@ -18,6 +18,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
 from gateway import resources
+from gateway.domain.ids import new_id
 
 SCHEMA_DIR: Path = resources.contracts_dir() / "events"
 
@@ -25,8 +26,9 @@ SCHEMA_DIR: Path = resources.contracts_dir() / "events"
 @functools.cache
 def registry() -> Registry:
     entries = []
-    for path in sorted(SCHEMA_DIR.glob("*.json")):
-        entries.append((path.name, Resource.from_contents(json.loads(path.read_text()))))
+    for path in sorted(SCHEMA_DIR.rglob("*.json")):
+        name = path.relative_to(SCHEMA_DIR).as_posix()
+        entries.append((name, Resource.from_contents(json.loads(path.read_text()))))
     return Registry().with_resources(entries)
 
 
@@ -58,3 +60,59 @@ def assert_event_matches_schema(event: Any) -> dict[str, Any]:
     assert created.tzinfo is not None, "created_at must carry a time zone"
     assert document["data"]["id"] == document["resource"]["id"], "data.id must be the resource id"
     return document
+
+
+MONEY = {"value": "100.00", "currency": "CNY"}
+STAMP = "2026-01-02T03:04:05.678Z"
+
+
+def sample_data(resource: str, resource_id: str, status: str) -> dict[str, object]:
+    """A full, realistic snapshot for the resources whose schemas are strict."""
+    if resource == "link":
+        status = "pending_verification" if status == "created" else status
+        return {
+            "id": resource_id,
+            "status": status,
+            "account": {"masked": "****6789", "currency": "CNY"},
+            "wallet_account_reference": "w-1",
+            "consent": {
+                "scopes": ["debit"],
+                "expires_at": None,
+                "limits": {"per_transaction": MONEY, "daily": None, "monthly": None},
+            },
+            "created_at": STAMP,
+            "activated_at": None,
+            "ended_at": None,
+            "status_reason": None,
+        }
+    if resource == "transfer":
+        return {
+            "id": resource_id,
+            "link_id": new_id("lnk"),
+            "direction": "debit",
+            "capture_method": "automatic",
+            "status": status,
+            "amount": MONEY,
+            "amount_captured": MONEY,
+            "amount_refunded": {"value": "0.00", "currency": "CNY"},
+            "fee": {"amount": {"value": "0.00", "currency": "CNY"}, "status": "none"},
+            "partner_reference": None,
+            "description": None,
+            "hold_expires_at": None,
+            "failure": None,
+            "next_action": None,
+            "settlement_date": None,
+            "created_at": STAMP,
+            "updated_at": STAMP,
+            "completed_at": None,
+        }
+    return {
+        "id": resource_id,
+        "transfer_id": new_id("tr"),
+        "status": status,
+        "amount": MONEY,
+        "reason": None,
+        "failure": None,
+        "created_at": STAMP,
+        "updated_at": STAMP,
+    }

@@ -164,6 +164,7 @@ class WebhookWorld:
     ) -> str:
         from gateway.domain.ids import new_id
         from gateway.store.events import record_event
+        from tests.event_schemas import sample_data
 
         resource = type.split(".")[0]
         resource_id = resource_id or new_id(PREFIX[resource])
@@ -174,7 +175,7 @@ class WebhookWorld:
                 resource_type=resource,
                 resource_id=resource_id,
                 sequence=sequence,
-                data={"id": resource_id, "status": type.split(".")[1]},
+                data=sample_data(resource, resource_id, type.split(".")[1]),
                 partner_id=partner_id,
                 at=at or self.container.clock.now(),
             )

@@ -331,7 +331,7 @@ class ProblemJSONBodyValidator(JSONRequestBodyValidator):
 
     def _validate(self, body: Any) -> dict[str, Any] | None:
         if body is None:
-            if self._nullable:
+            if self._nullable or not self._required:  # an optional body may be absent
                 return None
             raise InvalidRequest(
                 "The request body is required",

@@ -486,14 +486,18 @@ class TransferService:
         now = self.clock.now()
         transfer_id = new_id("tr")
         code = None
-        try:
-            with self.db.transaction() as session:
-                link = self.links.usable(session, partner.id, body["link_id"], direction, lock=True)
-                if link.currency != amount.currency:
-                    raise Unprocessable(
-                        "The amount is not in the link's currency", code="currency_mismatch"
-                    )
+        rejection: Rejection | None = None
+        with self.db.transaction() as session:
+            link = self.links.usable(session, partner.id, body["link_id"], direction, lock=True)
+            if link.currency != amount.currency:
+                raise Unprocessable(
+                    "The amount is not in the link's currency", code="currency_mismatch"
+                )
+            try:
                 self._check_limits(session, partner, link, direction, amount)
+            except Rejection as caught:  # commit the risk records, then refuse
+                rejection = caught
+            if rejection is None:
                 fee = self._fee(session, partner.id, direction, amount)
                 transfer = Transfer(
                     id=transfer_id,
@@ -558,8 +562,8 @@ class TransferService:
                         "created",
                         pending_operation="hold" if capture == "manual" else "post",
                     )
-        except Rejection as rejection:
-            raise rejection.error from None
+        if rejection is not None:
+            raise rejection.error
         if code is not None and mobile is not None:
             self.otp.deliver(
                 mobile=mobile,

@@ -10,6 +10,7 @@ from datetime import date, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     Date,
@@ -94,7 +95,9 @@ class IdempotencyRecord(Base):
     resource_type: Mapped[str | None] = mapped_column(String(40))
     resource_id: Mapped[str | None] = mapped_column(String(40))
     response_status: Mapped[int | None] = mapped_column(Integer)
-    response_body: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # Plain JSON, not JSONB: a replay must return the very bytes the first answer had, and
+    # JSONB reorders keys.
+    response_body: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime] = mapped_column(index=True)
 

@@ -9,9 +9,11 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from gateway.domain.ids import new_id
+from gateway.domain.links import LinkStatus
+from gateway.domain.transfers import RefundStatus, TransferStatus
 from gateway.store.events import envelope, event_types
 from gateway.store.tables import Event
-from tests.event_schemas import SCHEMA_DIR, assert_event_matches_schema
+from tests.event_schemas import SCHEMA_DIR, assert_event_matches_schema, sample_data
 
 PREFIX = {
     "link": "lnk",
@@ -21,20 +23,22 @@ PREFIX = {
     "settlement": "stl",
     "webhook_endpoint": "whe",
 }
-REQUIRED_TYPES = {
-    "link.created", "link.active", "link.revoked", "link.suspended", "link.expired",
-    "transfer.created", "transfer.requires_action", "transfer.processing", "transfer.succeeded",
-    "transfer.failed", "transfer.unknown", "transfer.reversed", "transfer.captured",
-    "transfer.voided", "refund.created", "refund.succeeded", "refund.failed", "payout.created",
-    "payout.processing", "payout.succeeded", "payout.failed", "payout.unknown",
-    "settlement.completed", "webhook_endpoint.failing",
-}  # fmt: skip
+REQUIRED_TYPES = (
+    {"link.created"}
+    | {f"link.{s}" for s in LinkStatus if s is not LinkStatus.PENDING}
+    | {f"transfer.{s}" for s in TransferStatus if s is not TransferStatus.CREATED}
+    | {f"refund.{s}" for s in RefundStatus}
+    | {"payout.created", "payout.processing", "payout.succeeded", "payout.failed",
+       "payout.unknown", "settlement.completed", "webhook_endpoint.failing"}
+)  # fmt: skip
 
 
 def _sample(event_type: str) -> Event:
     resource = event_type.split(".")[0]
     resource_id = new_id(PREFIX[resource])
     data: dict[str, object] = {"id": resource_id, "status": event_type.split(".")[1]}
+    if resource in ("link", "transfer", "refund"):
+        data = sample_data(resource, resource_id, event_type.split(".")[1])
     if resource == "webhook_endpoint":
         status = "failing" if event_type.endswith("failing") else "healthy"
         data = {
@@ -66,7 +70,7 @@ def _sample(event_type: str) -> Event:
 
 
 def test_every_file_is_a_valid_json_schema() -> None:
-    files = sorted(SCHEMA_DIR.glob("*.json"))
+    files = sorted(SCHEMA_DIR.rglob("*.json"))
     assert files
     for path in files:
         Draft202012Validator.check_schema(json.loads(path.read_text()))

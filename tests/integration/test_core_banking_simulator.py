@@ -337,6 +337,7 @@ def test_the_standalone_command_is_refused_in_production(tmp_path) -> None:  # t
             "GATEWAY_CORE_BANKING_URL": "https://core.bank.example/core-banking",
             "GATEWAY_NOTIFIER": "http",
             "GATEWAY_SMS_GATEWAY_URL": "https://sms.bank.example/messages",
+            "GATEWAY_FEE_INCOME_ACCOUNTS": '{"CNY": "9200000000000301"}',
         },
     )
     assert result.exit_code == 1

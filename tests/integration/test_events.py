@@ -9,7 +9,13 @@ import pytest
 from tests.event_schemas import assert_event_matches_schema
 from tests.webhook_sink import WebhookWorld
 
-TYPES = ["transfer.created", "transfer.succeeded", "link.active", "transfer.failed", "link.revoked"]
+TYPES = [
+    "transfer.processing",
+    "transfer.succeeded",
+    "link.active",
+    "transfer.failed",
+    "link.revoked",
+]
 
 
 @pytest.fixture

@@ -12,60 +12,24 @@ import pytest
 from sqlalchemy import select
 
 from gateway.store.tables import Event
+from tests import flows
+from tests.event_schemas import assert_event_matches_schema
+from tests.flows import create_active_link, link_body, post_json
 
 MOBILE = "+8613800138000"
 
 
 def _post(client, path: str, partner, body: dict[str, Any] | None = None, key: str | None = None):  # type: ignore[no-untyped-def]
-    headers = {**partner.auth, "Idempotency-Key": key or str(uuid.uuid4())}
-    return (
-        client.post(path, json=body, headers=headers)
-        if body is not None
-        else client.post(path, headers=headers)
-    )
-
-
-def link_body(account: str, **overrides: Any) -> dict[str, Any]:
-    body = {
-        "account_number": account,
-        "holder_name": "WANG Wei",
-        "currency": "CNY",
-        "wallet_account_reference": "wallet-user-42",
-        "consent": {
-            "scopes": ["debit", "credit", "balance", "transactions"],
-            "limits": {
-                "per_transaction": {"value": "5000.00", "currency": "CNY"},
-                "daily": {"value": "20000.00", "currency": "CNY"},
-            },
-        },
-    }
-    body.update(overrides)
-    return body
+    return post_json(client, path, partner, body, key)
 
 
 def last_code(container, mobile: str = MOBILE) -> str:  # type: ignore[no-untyped-def]
-    text = container.notifier.messages(to=mobile, limit=1)[0]["text"]
-    return re.search(r"\b(\d{6})\b", text).group(1)  # type: ignore[union-attr]
+    return flows.last_code(container, mobile)
 
 
 @pytest.fixture
 def wallet(make_partner):  # type: ignore[no-untyped-def]
     return make_partner()
-
-
-def create_active_link(client, container, core, partner, **account_kwargs: Any) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    mobile = account_kwargs.setdefault("mobile", f"+86138{uuid.uuid4().int % 10**8:08d}")
-    account = core.open_account(**account_kwargs)
-    created = _post(client, "/v1/links", partner, link_body(account))
-    assert created.status_code == 201, created.text
-    verified = _post(
-        client,
-        f"/v1/links/{created.json()['id']}/verify",
-        partner,
-        {"code": last_code(container, mobile)},
-    )
-    assert verified.status_code == 200, verified.text
-    return verified.json()  # type: ignore[no-any-return]
 
 
 def test_life_cycle_create_verify_use_revoke(client, container, core, wallet) -> None:  # type: ignore[no-untyped-def]
@@ -119,6 +83,8 @@ def test_life_cycle_create_verify_use_revoke(client, container, core, wallet) ->
             ("link.revoked", 3),
         ]
         assert events[-1].data["status"] == "revoked"
+        for event in events:
+            assert_event_matches_schema(event)
 
 
 def test_five_wrong_codes_lock_the_link(client, container, core, wallet) -> None:  # type: ignore[no-untyped-def]

@@ -8,7 +8,7 @@ import uuid
 from click.testing import CliRunner
 
 from gateway.cli import main
-from tests.integration.test_links import create_active_link
+from tests.flows import create_active_link
 
 
 def test_rotation_with_live_traffic(

@@ -276,7 +276,7 @@ def test_an_event_and_its_deliveries_commit_or_roll_back_together(world, sink) -
         with world.container.db.transaction() as session:
             record_event(
                 session,
-                type="transfer.created",
+                type="transfer.processing",
                 resource_type="transfer",
                 resource_id=resource_id,
                 sequence=1,

@@ -50,6 +50,7 @@ def _production(**overrides: object) -> dict[str, object]:
         "public_base_url": "https://gateway.bank.example",
         "notifier": "http",
         "sms_gateway_url": "https://sms.bank.example/messages",
+        "fee_income_accounts": {"CNY": "1"},
         **overrides,
     }
 
