@@ -361,6 +361,102 @@ def partners_revoke(partner_id: str, reason: str) -> None:
     _set_status(partner_id, "revoked", reason)
 
 
+@partners.command("set-fee")
+@click.argument("partner_id")
+@click.option("--direction", type=click.Choice(["debit", "credit"]), required=True)
+@click.option("--currency", required=True)
+@click.option("--fixed", default="0", show_default=True, help="Fixed part, e.g. 1.00")
+@click.option("--percent", default="0", show_default=True, help="Rate in percent, e.g. 0.35")
+@click.option("--minimum", default="0", show_default=True)
+@click.option("--maximum", default=None)
+def partners_set_fee(
+    partner_id: str,
+    direction: str,
+    currency: str,
+    fixed: str,
+    percent: str,
+    minimum: str,
+    maximum: str | None,
+) -> None:
+    """Set a partner's fee (fixed + percent, clamped to [minimum, maximum])."""
+    gateway = _container()
+    try:
+        fee = gateway.partners.set_fee(
+            partner_id,
+            direction=direction,
+            currency=currency,
+            fixed=fixed,
+            percent=percent,
+            minimum=minimum,
+            maximum=maximum,
+            actor=_actor(),
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    finally:
+        gateway.close()
+    click.echo(json.dumps(fee))
+
+
+@partners.command("set-limit")
+@click.argument("partner_id")
+@click.option("--currency", required=True)
+@click.option("--per-transaction", default=None, help="e.g. 50000.00")
+@click.option("--daily", default=None, help="e.g. 1000000.00")
+def partners_set_limit(
+    partner_id: str, currency: str, per_transaction: str | None, daily: str | None
+) -> None:
+    """Cap a partner's transfers in one currency (on top of each customer's consent limits)."""
+    gateway = _container()
+    try:
+        limit = gateway.partners.set_limit(
+            partner_id,
+            currency=currency,
+            per_transaction=per_transaction,
+            daily=daily,
+            actor=_actor(),
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    finally:
+        gateway.close()
+    click.echo(json.dumps(limit))
+
+
+# --- sandbox ------------------------------------------------------------------------------------
+
+
+@main.group()
+def sandbox() -> None:
+    """Development helpers for the sandbox notifier."""
+
+
+@sandbox.command("sms")
+@click.option("--to", "to", default=None, help="Only messages to this number.")
+@click.option("--limit", type=int, default=5, show_default=True)
+@click.option("--code", is_flag=True, help="Print only the newest one-time code.")
+def sandbox_sms(to: str | None, limit: int, code: bool) -> None:
+    """Show SMS the sandbox notifier kept (GATEWAY_NOTIFIER=sandbox), newest first."""
+    import re
+
+    from adapters.notifiers.sandbox import SandboxNotifier
+
+    settings = _settings()
+    if settings.notifier != "sandbox":
+        raise click.ClickException("the sandbox notifier is not in use")
+    messages = SandboxNotifier(settings.data_dir / "sandbox-sms.jsonl").messages(to=to, limit=limit)
+    if code:
+        found = next(
+            (m for m in (re.search(r"\b(\d{6})\b", x["text"]) for x in messages) if m), None
+        )
+        if found is None:
+            raise click.ClickException("no one-time code found")
+        click.echo(found.group(1))
+        return
+    for message in messages:
+        click.echo(f"{message['sent_at']}  {message['to']}  {message['text']}")
+
+
 # --- keys ----------------------------------------------------------------------------------------
 
 

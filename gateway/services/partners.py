@@ -231,6 +231,112 @@ class PartnerService:
                 )
             return Principal.of(partner)
 
+    def set_fee(
+        self,
+        partner_id: str,
+        *,
+        direction: str,
+        currency: str,
+        fixed: str = "0",
+        percent: str = "0",
+        minimum: str = "0",
+        maximum: str | None = None,
+        actor: str,
+    ) -> dict[str, Any]:
+        """Set the partner's fee for one direction and currency (amounts as decimal strings)."""
+        from decimal import Decimal, InvalidOperation
+
+        from gateway.domain.money import Money
+        from gateway.store.tables import FeeScheduleRow
+
+        if direction not in ("debit", "credit"):
+            raise ValueError("direction must be debit or credit")
+
+        def minor(value: str) -> int:
+            return Money.from_decimal(Decimal(value), currency).minor
+
+        try:
+            rate_ppm = Decimal(percent) * 10_000
+            if rate_ppm != rate_ppm.to_integral_value() or not 0 <= rate_ppm <= 1_000_000:
+                raise ValueError("percent must be between 0 and 100 with at most 4 decimals")
+            row = FeeScheduleRow(
+                partner_id=partner_id,
+                direction=direction,
+                currency=currency,
+                fixed=minor(fixed),
+                rate_ppm=int(rate_ppm),
+                minimum=minor(minimum),
+                maximum=minor(maximum) if maximum is not None else None,
+            )
+        except InvalidOperation:
+            raise ValueError("amounts and percent must be decimal numbers") from None
+        with self.db.transaction() as session:
+            self._locked(session, partner_id)
+            session.merge(row)
+            record_audit(
+                session,
+                actor=actor,
+                action="partner.fee_set",
+                target_type="partner",
+                target_id=partner_id,
+                at=self.clock.now(),
+                details={
+                    "direction": direction,
+                    "currency": currency,
+                    "fixed": fixed,
+                    "percent": percent,
+                    "minimum": minimum,
+                    "maximum": maximum,
+                },
+            )
+        return {
+            "direction": direction,
+            "currency": currency,
+            "fixed": fixed,
+            "percent": percent,
+            "minimum": minimum,
+            "maximum": maximum,
+        }
+
+    def set_limit(
+        self,
+        partner_id: str,
+        *,
+        currency: str,
+        per_transaction: str | None,
+        daily: str | None,
+        actor: str,
+    ) -> dict[str, Any]:
+        """Cap the partner's transfers per transaction and per day in one currency."""
+        from decimal import Decimal
+
+        from gateway.domain.money import Money
+        from gateway.store.tables import PartnerLimit
+
+        def minor(value: str | None) -> int | None:
+            return None if value is None else Money.from_decimal(Decimal(value), currency).minor
+
+        with self.db.transaction() as session:
+            self._locked(session, partner_id)
+            session.merge(
+                PartnerLimit(
+                    partner_id=partner_id,
+                    currency=currency,
+                    per_transaction=minor(per_transaction),
+                    daily=minor(daily),
+                )
+            )
+            record_audit(
+                session,
+                actor=actor,
+                action="partner.limit_set",
+                target_type="partner",
+                target_id=partner_id,
+                at=self.clock.now(),
+                details={"currency": currency, "per_transaction": per_transaction, "daily": daily},
+            )
+        return {"currency": currency, "per_transaction": per_transaction, "daily": daily}
+
     @staticmethod
     def _locked(session: Any, partner_id: str) -> Partner:
         partner = session.execute(

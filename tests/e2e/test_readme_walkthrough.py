@@ -27,6 +27,9 @@ def test_the_readme_walkthrough_works(live_gateway) -> None:  # type: ignore[no-
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert '"kind":"wallet"' in out and '"name":"Demo Wallet"' in out  # step 3
+    assert '"status":"active"' in out  # step 6: the link is verified
+    assert '"status":"succeeded"' in out  # step 7: the top-up moved money
+    assert '"available":{"value":"49900.00","currency":"CNY"}' in out  # step 8
     assert "HTTP/1.1 401" in out and "application/problem+json" in out  # step 4
     assert '"code": "unauthorized"' in out
     assert 'gateway_http_requests_total{method="GET",operation="partners.me",status="200"}' in out

@@ -98,3 +98,68 @@ def test_config_check_masks_secrets(cli_env) -> None:  # type: ignore[no-untyped
     output = _run({**cli_env, "GATEWAY_METRICS_TOKEN": "very-secret-value"}, "config", "check")
     assert "GATEWAY_METRICS_TOKEN=********" in output
     assert "very-secret-value" not in output
+
+
+def test_fees_and_limits_are_set_from_the_cli(cli_env, container) -> None:  # type: ignore[no-untyped-def]
+    from gateway.store.tables import FeeScheduleRow, PartnerLimit
+
+    view, _secret = container.partners.create(name="fees", kind="wallet", actor="test")
+    _run(
+        cli_env,
+        "partners",
+        "set-fee",
+        view["id"],
+        "--direction",
+        "debit",
+        "--currency",
+        "CNY",
+        "--fixed",
+        "1.00",
+        "--percent",
+        "0.35",
+        "--minimum",
+        "1.50",
+        "--maximum",
+        "50.00",
+    )
+    _run(
+        cli_env,
+        "partners",
+        "set-limit",
+        view["id"],
+        "--currency",
+        "CNY",
+        "--per-transaction",
+        "50000.00",
+        "--daily",
+        "1000000.00",
+    )
+    with container.db.read() as session:
+        fee = session.get(FeeScheduleRow, (view["id"], "debit", "CNY"))
+        assert (fee.fixed, fee.rate_ppm, fee.minimum, fee.maximum) == (100, 3500, 150, 5000)
+        limit = session.get(PartnerLimit, (view["id"], "CNY"))
+        assert (limit.per_transaction, limit.daily) == (5_000_000, 100_000_000)
+    bad = CliRunner().invoke(
+        main,
+        [
+            "partners",
+            "set-fee",
+            view["id"],
+            "--direction",
+            "debit",
+            "--currency",
+            "CNY",
+            "--fixed",
+            "0.001",
+        ],
+        env=cli_env,
+    )
+    assert bad.exit_code == 2
+    assert "precision" in bad.output
+
+
+def test_sandbox_sms_prints_the_newest_code(cli_env, container) -> None:  # type: ignore[no-untyped-def]
+    container.notifier.send_sms(
+        to="+8613700001111", text="Bank: 482913 is your code", reference="t"
+    )
+    assert _run(cli_env, "sandbox", "sms", "--to", "+8613700001111", "--code").strip() == "482913"
