@@ -670,6 +670,22 @@ def simulator() -> None:
     """Run simulators of the systems the gateway talks to (development, demos, tests)."""
 
 
+@simulator.command("sms")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8094, show_default=True)
+@click.option("--token", envvar="SMS_HUB_TOKEN", default=None, help="Require this bearer token.")
+def simulator_sms(host: str, port: int, token: str | None) -> None:
+    """Serve a stand-in SMS hub (what GATEWAY_NOTIFIER=http posts to) in the foreground."""
+    from werkzeug.serving import run_simple
+
+    from adapters.notifiers.sms_hub_simulator import SmsHubSimulator
+
+    if _settings().environment == "production":
+        raise click.ClickException("the SMS hub simulator is not for production")
+    click.echo(f"SMS hub simulator on http://{host}:{port}/messages", err=True)
+    run_simple(host, port, SmsHubSimulator(token).app, threaded=True)
+
+
 @simulator.command("core-banking")
 @click.option(
     "--host", default=None, help="Bind address (default GATEWAY_CORE_BANKING_SIMULATOR_HOST)."

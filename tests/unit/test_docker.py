@@ -37,7 +37,6 @@ PLANNED_COMMANDS: set[tuple[str, ...]] = {
     ("simulator", "gsma-mm"),
     ("simulator", "wechatpay"),
     ("simulator", "alipay"),
-    ("simulator", "sms"),
 }
 # Settings the compose stack sets for the same pieces of work; same rule as above.
 PLANNED_SETTINGS: set[str] = {
