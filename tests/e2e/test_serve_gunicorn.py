@@ -58,6 +58,10 @@ def test_gunicorn_processes_share_one_metrics_view_and_stop_cleanly(
         "GATEWAY_WORKERS": "2",
         "GATEWAY_RUN_WORKERS_IN_PROCESS": "false",
         "GATEWAY_GRACEFUL_SHUTDOWN_SECONDS": "5",
+        # Its own embedded core-banking simulator: never the default port another run may hold.
+        "GATEWAY_CORE_BANKING_URL": "",
+        "GATEWAY_CORE_BANKING_SIMULATOR_PORT": str(free_port()),
+        "GATEWAY_CORE_BANKING_SIMULATOR_DB": ":memory:",
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
     }
     log = tmp_path / "gunicorn.log"
