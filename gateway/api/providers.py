@@ -32,6 +32,4 @@ def _webhook(provider: str) -> Any:
 
 
 def account_name(provider: str, identifier: str, type: str = "msisdn") -> dict[str, Any]:
-    return container().payouts.lookup_name(
-        current_partner(), provider, type, identifier
-    )
+    return container().payouts.lookup_name(current_partner(), provider, type, identifier)

@@ -20,7 +20,6 @@ import pytest
 from adapters.providers.gsma_mm import GsmaMmProvider, GsmaMmSettings
 from adapters.providers.gsma_mm.webhooks import callback_headers
 from tests.conftest import (
-    GSMA_CALLBACK_KEY,
     GSMA_CLEARING_ACCOUNT,
     GSMA_PROCESSING_SECONDS,
     gsma_settings,

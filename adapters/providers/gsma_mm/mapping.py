@@ -26,6 +26,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from adapters.base import (
@@ -272,8 +273,10 @@ def _amount(obj: dict[str, Any]) -> Money | None:
     if not isinstance(value, str) or not isinstance(currency, str):
         return None
     try:
-        return Money.parse(value, currency)
-    except MoneyError:
+        # The API's amounts may drop trailing zeros ("250.5"); more digits than the currency
+        # has are refused, never rounded.
+        return Money.from_decimal(Decimal(value), currency)
+    except (MoneyError, InvalidOperation):
         # More decimals than the currency has ("100.5" for KES is fine; "1.234" is not).
         raise UnknownProviderStatus(
             "The provider reported an amount that is not valid for its currency",
