@@ -199,7 +199,7 @@ class GsmaMmSandbox:
         self.callback_attempts = callback_attempts
         self.callback_retry = timedelta(seconds=callback_retry_seconds)
         self.replay_duplicates = replay_duplicates
-        self.sender = sender or http_sender()
+        self.sender = sender if sender is not None else http_sender()
         self.tokens: dict[str, datetime] = {}
         self.callbacks: list[CallbackRecord] = []
         self.requests: dict[str, int] = {}
@@ -255,7 +255,7 @@ class GsmaMmSandbox:
         """Settle what is due, then send every callback whose time has come; returns them."""
         self.settle_due()
         now = self.clock.now()
-        send = sender or self.sender
+        send = sender if sender is not None else self.sender
         delivered = []
         with self._deliver_lock:
             with self._lock:
