@@ -61,6 +61,7 @@ MODES = {
     "error": "carry the request out, then answer 500 internal (outcome unknown to the caller)",
     "timeout": "carry the request out, answer only after `seconds` (the caller times out)",
     "drop": "carry the request out, then close the connection without an answer",
+    # (error, timeout, drop with `process: false`: the request is lost before it is carried out)
     # disbursements: accepted (202), then ...
     "fail": "... fail asynchronously with `category`/`code` (default businessRule/genericError)",
     "succeed_late": "... complete only after `seconds` (default 30)",
@@ -82,6 +83,7 @@ class FaultRule:
     category: str = "businessRule"
     code: str = "genericError"
     msisdn: str | None = None  # only disbursements to this wallet
+    process: bool = True  # error/timeout/drop: carry the request out first (or lose it)
     id: str = field(default_factory=lambda: "flt_" + secrets.token_hex(4))
 
     def __post_init__(self) -> None:
@@ -94,7 +96,7 @@ class FaultRule:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FaultRule:
-        allowed = {"operation", "mode", "times", "seconds", "category", "code", "msisdn"}
+        allowed = {"operation", "mode", "times", "seconds", "category", "code", "msisdn", "process"}
         unknown = set(data) - allowed
         if unknown:
             raise ValueError(f"unknown fields {sorted(unknown)}")
@@ -110,6 +112,7 @@ class FaultRule:
             "category": self.category,
             "code": self.code,
             "msisdn": self.msisdn,
+            "process": self.process,
         }
 
 
@@ -393,6 +396,11 @@ class GsmaMmSandbox:
         except SandboxError as error:
             return self._error(error, now)
         rule = self.faults.take("disbursement", msisdn)
+        if rule is not None and rule.mode in ("error", "timeout", "drop") and not rule.process:
+            # Lost on the way in: nothing is created, the caller sees the same as when it is
+            # (a caller patient enough to outwait a `timeout` learns nothing was done).
+            unavailable = self._error(SandboxError("serviceUnavailable", "genericError"), now)
+            return self._after_processing(rule, unavailable, environ, now)
         if rule is not None and rule.mode in ("reject", "unavailable"):
             category, code = (
                 ("serviceUnavailable", "genericError")
