@@ -51,7 +51,6 @@ KEPT_HEADERS = frozenset(
         "wechatpay-nonce",
     }
 )
-HANDLED = frozenset({"applied", "ignored"})
 NO_SUCH_PAYOUT = "no such payout"
 
 
@@ -186,7 +185,9 @@ class ProviderWebhooks:
                 )
             ).first()
             previous = (seen.id, seen.outcome) if seen is not None else None
-        if previous is not None and previous[1] in HANDLED:
+        if previous is not None and previous[1] != "deferred":
+            # Handled already, or being handled right now by another request (if that one
+            # dies, the recovery worker's polling still settles the payout).
             PROVIDER_WEBHOOKS.labels(provider, "duplicate").inc()
             if previous[1] == "ignored":
                 raise NotFound("No payout matches the notification", code="payout_not_found")
