@@ -92,6 +92,15 @@ def clock() -> OffsetClock:
     return OffsetClock()
 
 
+@pytest.fixture
+def restore_clock(clock: OffsetClock) -> Iterator[OffsetClock]:
+    """For tests that move the session clock: it is put back afterwards (tokens and other
+    tests judge time by the real clock too)."""
+    before = clock.offset
+    yield clock
+    clock.offset = before
+
+
 def make_settings(database_url: str, data_dir: Any, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "environment": "test",

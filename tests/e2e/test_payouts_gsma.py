@@ -22,6 +22,10 @@ from tests.event_schemas import assert_event_matches_schema
 from tests.payouts import WALLET, Money, deliver, get, send_payout
 
 
+# These tests move the session clock (provider processing, polling windows): put it back.
+pytestmark = pytest.mark.usefixtures("restore_clock")
+
+
 @pytest.fixture
 def channel(make_partner: Any) -> Any:
     return make_partner(kind="bank_channel")

@@ -23,6 +23,10 @@ from tests.payouts import Money, deliver, get, send_payout
 URL = "/v1/providers/gsma_mm/webhooks"
 
 
+# These tests move the session clock (provider processing, polling windows): put it back.
+pytestmark = pytest.mark.usefixtures("restore_clock")
+
+
 @pytest.fixture
 def channel(make_partner: Any) -> Any:
     return make_partner(kind="bank_channel")
