@@ -98,9 +98,10 @@ WEBHOOK_ENDPOINT_TRANSITIONS = Counter(
 
 # --- wallet providers and payouts (adapters/providers, gateway/services/payouts.py) ------------
 PROVIDER_CALLS = Counter(
-    "gateway_provider_calls_total",
-    "Calls to wallet providers by provider, operation and outcome "
-    "(ok, rejected, unavailable, unknown, error); retries count each attempt",
+    "gateway_provider_requests_total",
+    "Calls to wallet providers by provider, operation and outcome (ok; rejected: a 4xx answer; "
+    "unavailable: not reached, 429 or 503; timeout: no answer in time; error: 5xx or the "
+    "connection lost after sending)",
     ["provider", "operation", "outcome"],
 )
 PROVIDER_LATENCY = Histogram(
@@ -114,6 +115,13 @@ PROVIDER_WEBHOOKS = Counter(
     "Inbound provider notifications by provider and outcome "
     "(applied, duplicate, ignored, rejected, rate_limited, deferred)",
     ["provider", "outcome"],
+)
+PAYOUTS_OPEN = Gauge(
+    "gateway_payouts_open",
+    "Payouts not final yet, by status (created, processing, unknown), as the recovery job last "
+    "counted them",
+    ["status"],
+    multiprocess_mode="livemax",
 )
 PAYOUTS = Counter(
     "gateway_payouts_total",

@@ -17,11 +17,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from adapters.base import CoreBankingError, ProviderError
 from gateway.domain.payouts import PayoutStatus
 from gateway.observability.logging import get_logger
+from gateway.observability.metrics import PAYOUTS_OPEN
 from gateway.services.payouts import LEASE, PayoutService
 from gateway.store.tables import Payout
 
@@ -55,6 +56,7 @@ class PayoutRecovery:
 
     def run(self, batch: int = 50) -> int:
         """One pass over due payouts; returns how many were looked at."""
+        self._count_open()
         claimed = self._claim(batch)
         for payout_id in claimed:
             try:
@@ -63,6 +65,18 @@ class PayoutRecovery:
                 log.warning("payout_recovery_deferred", payout_id=payout_id, code=exc.code)
                 self._reschedule(payout_id)
         return len(claimed)
+
+    def _count_open(self) -> None:
+        with self.db.read() as session:
+            counts = dict(
+                session.execute(
+                    select(Payout.status, func.count())
+                    .where(Payout.status.in_(OPEN))
+                    .group_by(Payout.status)
+                ).all()
+            )
+        for status in OPEN:
+            PAYOUTS_OPEN.labels(status).set(counts.get(status, 0))
 
     def _reschedule(self, payout_id: str) -> None:
         with self.db.transaction() as session:

@@ -21,7 +21,6 @@ from tests.conftest import GSMA_PROCESSING_SECONDS, gsma_settings
 from tests.event_schemas import assert_event_matches_schema
 from tests.payouts import WALLET, Money, deliver, get, send_payout
 
-
 # These tests move the session clock (provider processing, polling windows): put it back.
 pytestmark = pytest.mark.usefixtures("restore_clock")
 

@@ -21,7 +21,6 @@ from gateway.store.tables import AuditEntry, Payout
 from tests.conftest import GSMA_PROCESSING_SECONDS, gsma_settings
 from tests.payouts import WALLET, Money, deliver, get, send_payout
 
-
 # These tests move the session clock (provider processing, polling windows): put it back.
 pytestmark = pytest.mark.usefixtures("restore_clock")
 
@@ -454,6 +453,24 @@ def test_logs_never_show_the_account_or_the_wallet(
     assert "payout_created" in logs and "provider_call" in logs
     assert customer not in logs
     assert WALLET not in logs and WALLET.lstrip("+") not in logs
+
+
+def test_provider_calls_and_payouts_are_measured(
+    client: Any, channel: Any, customer: str, gsma_sandbox: Any, container: Any, clock: Any
+) -> None:
+    create(client, channel, payload(customer))
+    clock.advance(seconds=GSMA_PROCESSING_SECONDS)
+    deliver(gsma_sandbox, client)
+    container.payout_recovery.run()
+
+    metrics = client.get("/metrics").text
+    assert (
+        'gateway_provider_requests_total{operation="disbursement",outcome="ok",provider="gsma_mm"}'
+        in metrics
+    )
+    assert 'gateway_payouts_total{provider="gsma_mm",status="succeeded"}' in metrics
+    assert 'gateway_payouts_open{status="unknown"}' in metrics
+    assert 'gateway_provider_webhooks_total{outcome="applied",provider="gsma_mm"}' in metrics
 
 
 def test_name_enquiry(client: Any, channel: Any, make_partner: Any) -> None:

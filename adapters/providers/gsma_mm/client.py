@@ -164,7 +164,7 @@ def _outcome(status: int) -> str:
     if status in (429, 503):
         return "unavailable"
     if status >= 500:
-        return "unknown"
+        return "error"
     return "rejected"
 
 
@@ -308,9 +308,10 @@ class GsmaMmClient:
                     error=type(exc).__name__, duration_ms=duration,
                 )  # fmt: skip
                 raise ProviderUnavailable("The provider could not be reached") from exc
-            _record(operation, "unknown", started)
+            outcome = "timeout" if isinstance(exc, requests.Timeout) else "error"
+            _record(operation, outcome, started)
             log.warning(
-                "provider_call", provider=PROVIDER, operation=operation, outcome="unknown",
+                "provider_call", provider=PROVIDER, operation=operation, outcome=outcome,
                 error=type(exc).__name__, duration_ms=duration,
             )  # fmt: skip
             if isinstance(exc, requests.Timeout):
