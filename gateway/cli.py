@@ -717,7 +717,9 @@ def simulator_gsma_mm(host: str | None, port: int | None) -> None:
             f"cannot listen on {host}:{port}: {exc.strerror or exc}"
         ) from None
     console = Console(stderr=True)
-    table = Table("msisdn", "walletid", "name", "currency", "balance", "status")
+    table = Table()
+    for column in ("msisdn", "walletid", "name", "currency", "balance", "status"):
+        table.add_column(column, no_wrap=True)
     for wallet in getattr(server, "sandbox").ledger.wallets.values():  # noqa: B009
         table.add_row(
             wallet.msisdn,

@@ -64,6 +64,9 @@ class PayoutRecovery:
             except (ProviderError, CoreBankingError) as exc:
                 log.warning("payout_recovery_deferred", payout_id=payout_id, code=exc.code)
                 self._reschedule(payout_id)
+            except LookupError:  # its provider is no longer enabled: an operator must act
+                log.error("payout_provider_not_enabled", payout_id=payout_id)
+                self._reschedule(payout_id)
         return len(claimed)
 
     def _count_open(self) -> None:
