@@ -74,7 +74,7 @@ class OutcomeUnknown(CoreBankingError):
 
 
 class ProviderError(AdapterError):
-    """A wallet provider failed; `provider_code` is its own code."""
+    """A wallet provider failed; `provider_code` is the provider's own error code."""
 
     default_code = "provider_error"
 
@@ -86,24 +86,53 @@ class ProviderError(AdapterError):
 
 
 class ProviderRejected(ProviderError):
+    """The provider refused the request for a reason it stated; nothing was done."""
+
     status = 422
     default_code = "provider_rejected"
     title = "Refused by the provider"
 
 
 class ProviderUnavailable(ProviderError):
+    """The provider could not be reached or said it is down; nothing was done."""
+
     status = 503
     default_code = "provider_unavailable"
     title = "Provider unavailable"
     default_retryable = True
 
 
-class ProviderTimeout(ProviderError):
+class ProviderOutcomeUnknown(ProviderError):
+    """A money-moving call may or may not have been carried out (a 500 after the request was
+    received, a dropped connection, an unreadable answer).
+
+    Never repeat the call blindly: ask `payout_status(...)` first, or repeat it only under the
+    same provider idempotency key.
+    """
+
+    status = 504
+    default_code = "provider_outcome_unknown"
+    title = "Provider outcome unknown"
+
+
+class ProviderTimeout(ProviderOutcomeUnknown):
     """The provider did not answer in time; the outcome of a money-moving call is unknown."""
 
     status = 504
     default_code = "provider_timeout"
     title = "Provider timeout"
+
+
+class UnknownProviderStatus(ProviderError):
+    """The provider answered with a status or error our tables do not know.
+
+    Never defaulted to success or failure: the caller treats the outcome as unknown and an
+    operator extends the adapter's table (see the provider's `mapping.py`).
+    """
+
+    status = 502
+    default_code = "provider_status_unknown"
+    title = "Unrecognised provider status"
 
 
 class NotSupportedByProvider(ProviderError):
@@ -272,4 +301,142 @@ class Notifier(Protocol):
 
     def send_sms(self, *, to: str, text: str, reference: str) -> str:
         """Send `text` to `to`; returns the gateway's message id. Raises `NotifierError`."""
+        ...
+
+
+# --- wallet providers -----------------------------------------------------------------------------
+
+# Our view of a provider-side money movement. `not_found`: the provider has no record of the
+# request (it never arrived, or the provider has not processed it yet).
+PayoutState = Literal["pending", "succeeded", "failed", "not_found"]
+
+
+@dataclass(frozen=True)
+class ProviderCapabilities:
+    """What an adapter can do; a flow it lacks raises `NotSupportedByProvider`."""
+
+    payout: bool = False
+    payout_status: bool = False
+    refund: bool = False
+    lookup_account: bool = False
+    # True when inbound notifications carry a verifiable signature; False means a verified
+    # notification is still only a hint and the status is fetched from the provider.
+    signs_webhooks: bool = False
+    # Recipient identifier types the provider accepts, e.g. ("msisdn", "walletid").
+    identifier_types: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AccountIdentifier:
+    """A wallet account at the provider: `msisdn` (+254712345678), `walletid`, `accountid`..."""
+
+    type: str
+    value: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ProviderRefs:
+    """What is known of a request at the provider, so a status query can find it."""
+
+    idempotency_key: str
+    request_id: str | None = None  # the provider's handle on an asynchronous request
+    transaction_reference: str | None = None  # the provider's id of the money movement
+
+
+@dataclass(frozen=True)
+class PayoutRequest:
+    reference: str  # our payout id
+    idempotency_key: str  # what the provider deduplicates on (`WalletProvider.idempotency_key`)
+    amount: Money
+    recipient: AccountIdentifier
+    description: str = ""
+    callback_url: str | None = None
+
+
+@dataclass(frozen=True)
+class PayoutResult:
+    """The provider's answer, already mapped through the adapter's exhaustive status table."""
+
+    state: PayoutState
+    provider_status: str  # the provider's own status word, kept for the audit trail
+    request_id: str | None = None
+    transaction_reference: str | None = None
+    failure_code: str | None = None  # our partner-facing code, for `failed`
+    failure_message: str | None = None
+    provider_code: str | None = None  # the provider's error code, for `failed`
+    amount: Money | None = None  # what the provider says it moved: checked against ours
+    echoed_reference: str | None = None  # our reference as the provider echoes it back
+
+    @property
+    def final(self) -> bool:
+        return self.state in ("succeeded", "failed")
+
+
+@dataclass(frozen=True)
+class AccountName:
+    """A name enquiry's answer: who holds the wallet (shown to the sender before paying)."""
+
+    full_name: str
+    given_name: str | None = None
+    family_name: str | None = None
+
+
+@dataclass(frozen=True)
+class ProviderNotification:
+    """A verified, parsed inbound notification.
+
+    `event_id` deduplicates (unique per provider). The payout is found by whichever of
+    `reference` (ours, echoed), `idempotency_key` or `refs` the provider sent. `result` is the
+    notification's claim; unless `authoritative`, it is only a hint and the status is fetched
+    from the provider before anything is applied.
+    """
+
+    event_id: str
+    kind: str  # e.g. "payout"
+    reference: str | None = None
+    idempotency_key: str | None = None
+    request_id: str | None = None
+    transaction_reference: str | None = None
+    result: PayoutResult | None = None
+    authoritative: bool = False
+
+
+@runtime_checkable
+class WalletProvider(Protocol):
+    """A third-party wallet provider (GSMA Mobile Money API, WeChat Pay, Alipay, ...).
+
+    Adapters map every provider status through an exhaustive table (unknown raises
+    `UnknownProviderStatus`) and every failure to the error hierarchy above:
+    `ProviderRejected` (nothing done), `ProviderUnavailable` (nothing done, try later),
+    `ProviderOutcomeUnknown`/`ProviderTimeout` (maybe done: query, never blindly repeat).
+    """
+
+    id: str
+    capabilities: ProviderCapabilities
+
+    def idempotency_key(self, reference: str) -> str:
+        """The provider-format idempotency key for our reference (stable: same in, same out)."""
+        ...
+
+    def payout(self, request: PayoutRequest) -> PayoutResult:
+        """Send money to a wallet. Repeating it with the same idempotency key is safe."""
+        ...
+
+    def payout_status(self, refs: ProviderRefs) -> PayoutResult:
+        """Where the payout identified by `refs` stands at the provider."""
+        ...
+
+    def refund(self, refs: ProviderRefs, amount: Money, *, reference: str) -> PayoutResult:
+        """Reverse (part of) a completed payout; `NotSupportedByProvider` where unsupported."""
+        ...
+
+    def lookup_account(self, identifier: AccountIdentifier) -> AccountName:
+        """Name enquiry; `NotSupportedByProvider` where unsupported, `ProviderRejected` with
+        code `recipient_not_found` when there is no such account."""
+        ...
+
+    def verify_and_parse_webhook(
+        self, method: str, headers: dict[str, str], body: bytes
+    ) -> ProviderNotification:
+        """Check an inbound call (raises `WebhookVerificationError(reason)`), then parse it."""
         ...

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Creates the compose secrets of docker/compose.yaml in docker/secrets/ (git-ignored):
-# the PostgreSQL password, the gateway's database URL and the /metrics bearer token.
+# the PostgreSQL password, the gateway's database URL, the /metrics bearer token, and the keys
+# shared with the GSMA Mobile Money sandbox (its API key, and the key it signs callbacks with).
 # Existing files are kept, so re-running never changes a password under a running database.
 # Usage: docker/init-secrets.sh [directory]
 set -eu
@@ -31,3 +32,5 @@ write postgres_password "$(random_hex)"
 password=$(cat "$dir/postgres_password")
 write database_url "postgresql+psycopg://gateway:${password}@postgres:5432/gateway"
 write metrics_token "$(random_hex)"
+write gsma_mm_api_key "$(random_hex)"
+write gsma_mm_callback_key "$(random_hex)"

@@ -38,7 +38,10 @@ def _container(settings: Settings | None = None) -> Any:
 
     settings = settings or _settings()
     configure_logging("WARNING", settings.log_format, stream=sys.stderr)
-    return build_container(settings)
+    try:
+        return build_container(settings)
+    except SettingsError as exc:  # e.g. a provider's settings (GATEWAY_<ID>_*)
+        raise click.ClickException(str(exc)) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -127,6 +130,7 @@ def serve(host: str | None, port: int | None, workers: int | None, use_gunicorn:
     port = port or settings.port
     # Started before uvicorn so that every worker process (`--workers N`) finds it running.
     core = _start_embedded_core_banking(settings)
+    sandboxes = _start_embedded_sandboxes(settings)
     base = f"http://{host}:{port}"
     click.echo(
         f"wallet-gateway listening on {base}\n"
@@ -139,6 +143,11 @@ def serve(host: str | None, port: int | None, workers: int | None, use_gunicorn:
             f"admin API {core.base_url}/simulator)\n"
             if core is not None
             else f"  core banking           {settings.resolved_core_banking_url}\n"
+        )
+        + "".join(
+            f"  {provider_id + ' sandbox':<22} {sandbox.base_url} (embedded simulator, admin API "
+            f"{sandbox.base_url}/sandbox)\n"
+            for provider_id, sandbox in sandboxes
         ),
         err=True,
     )
@@ -185,6 +194,22 @@ def _start_embedded_core_banking(settings: Settings) -> Any:
             f"cannot start the embedded core-banking simulator on {host}:{port} "
             f"({exc.strerror or exc}): set GATEWAY_CORE_BANKING_SIMULATOR_PORT to a free port, "
             "or GATEWAY_CORE_BANKING_URL to a running core"
+        ) from None
+
+
+def _start_embedded_sandboxes(settings: Settings) -> list[tuple[str, Any]]:
+    """Enabled providers without a base URL get their sandbox simulator on loopback."""
+    from adapters.providers.registry import start_embedded_sandboxes
+
+    try:
+        return start_embedded_sandboxes(settings)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot start an embedded provider sandbox ({exc.strerror or exc}): set "
+            "GATEWAY_<PROVIDER>_SIMULATOR_PORT to a free port, or GATEWAY_<PROVIDER>_BASE_URL "
+            "to the provider"
         ) from None
 
 
@@ -627,7 +652,13 @@ def config() -> None:
 @config.command("check")
 def config_check() -> None:
     """Validate the environment's settings and print them (secrets masked)."""
+    from adapters.providers.registry import load_provider_settings
+
     settings = _settings()
+    try:
+        providers = load_provider_settings(settings)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
     for name, value in settings.model_dump().items():
         shown = "********" if "token" in name or "secret" in name or "password" in name else value
         if name == "database_url" and value:
@@ -635,6 +666,11 @@ def config_check() -> None:
 
             shown = make_url(value).render_as_string(hide_password=True)
         click.echo(f"GATEWAY_{name.upper()}={'' if shown is None else shown}")
+    for values in providers.values():
+        for name, value in values.model_dump().items():
+            secret = any(word in name for word in ("key", "secret", "password"))
+            shown = "********" if secret and value is not None else value
+            click.echo(f"{values.variable(name)}={'' if shown is None else shown}")
     click.echo("configuration is valid", err=True)
 
 
@@ -755,6 +791,74 @@ def simulator_core_banking(host: str | None, port: int | None, db: str | None, s
         pass
     finally:
         server.shutdown()
+
+
+@simulator.command("gsma-mm")
+@click.option("--host", default=None, help="Bind address (default GATEWAY_GSMA_MM_SIMULATOR_HOST).")
+@click.option(
+    "--port", type=int, default=None, help="Port (default GATEWAY_GSMA_MM_SIMULATOR_PORT)."
+)
+def simulator_gsma_mm(host: str | None, port: int | None) -> None:
+    """Serve the GSMA Mobile Money API sandbox in the foreground.
+
+    It expects the credentials the gateway is configured with (GATEWAY_GSMA_MM_AUTH, _API_KEY,
+    _CLIENT_ID/_CLIENT_SECRET) and sends callbacks with GATEWAY_GSMA_MM_CALLBACK_API_KEY.
+    Wallets, fault modes and the admin API: docs/providers/gsma_mm.md.
+    """
+    from pydantic import ValidationError
+    from rich.console import Console
+    from rich.table import Table
+
+    from adapters.providers.registry import PROVIDERS
+
+    settings = _settings()
+    if settings.environment == "production":
+        raise click.ClickException("the GSMA Mobile Money sandbox is not for production")
+    spec = PROVIDERS["gsma_mm"]
+    assert spec.sandbox is not None
+    try:
+        values = spec.settings(_secrets_dir=_secrets_dir())
+    except ValidationError as exc:
+        raise click.ClickException(f"invalid GATEWAY_GSMA_MM_* settings: {exc}") from None
+    host = host or values.simulator_host
+    port = values.simulator_port if port is None else port
+    try:
+        server = spec.sandbox(values, host, port)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+        ) from None
+    console = Console(stderr=True)
+    table = Table()
+    for column in ("msisdn", "walletid", "name", "currency", "balance", "status"):
+        table.add_column(column, no_wrap=True)
+    for wallet in getattr(server, "sandbox").ledger.wallets.values():  # noqa: B009
+        table.add_row(
+            wallet.msisdn,
+            wallet.walletid,
+            wallet.full_name,
+            wallet.currency,
+            f"{wallet.balance:,.2f}",
+            wallet.status,
+        )
+    console.print(table)
+    auth = getattr(values, "auth", "none")
+    console.print(
+        f"GSMA Mobile Money API sandbox on {server.base_url} (auth: {auth})\n"
+        f"  admin API {server.base_url}/sandbox   Ctrl-C stops it."
+    )
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+
+
+def _secrets_dir() -> str | None:
+    import os
+
+    return os.environ.get("GATEWAY_SECRETS_DIR") or None
 
 
 # --- webhooks ------------------------------------------------------------------------------------

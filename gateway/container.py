@@ -14,6 +14,7 @@ from typing import Any
 
 from adapters.base import CoreBanking, Notifier
 from adapters.core_banking.soap import SoapCoreBanking, core_banking_health_check
+from adapters.providers.registry import ProviderRegistry
 from gateway.domain.clock import Clock, SystemClock
 from gateway.security.ratelimit import RateLimiter
 from gateway.security.tokens import SigningKeys, TokenService
@@ -21,6 +22,9 @@ from gateway.services.events import EventService
 from gateway.services.links import LinkPolicy, LinkService
 from gateway.services.otp import OtpPolicy, OtpService
 from gateway.services.partners import PartnerService
+from gateway.services.payout_recovery import PayoutRecovery
+from gateway.services.payouts import PayoutPolicy, PayoutService
+from gateway.services.provider_webhooks import ProviderWebhooks, WebhookLimits
 from gateway.services.transfer_recovery import TransferRecovery
 from gateway.services.transfers import TransferPolicy, TransferService
 from gateway.services.webhook_endpoints import WebhookEndpointService
@@ -29,6 +33,7 @@ from gateway.settings import Settings
 from gateway.store.db import Database
 from gateway.store.idempotency import IdempotencyKeys
 from gateway.vault import Vault, VaultKeys
+from gateway.workers.runner import Job
 from gateway.workers.webhooks import target_policy, webhook_jobs
 
 # A readiness check returns None when healthy, or a short reason when not.
@@ -55,6 +60,11 @@ class Container:
     links: LinkService
     transfers: TransferService
     recovery: TransferRecovery
+    # Payouts to wallets through provider adapters (docs/payouts.md).
+    providers: ProviderRegistry
+    payouts: PayoutService
+    payout_recovery: PayoutRecovery
+    provider_webhooks: ProviderWebhooks
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
     # Background loops started by `serve` (threads) or `worker` (processes): name -> factory.
     workers: dict[str, Callable[[], Any]] = field(default_factory=dict)
@@ -63,6 +73,7 @@ class Container:
         close_core = getattr(self.core_banking, "close", None)
         if callable(close_core):
             close_core()
+        self.providers.close()
         self.db.dispose()
 
 
@@ -102,6 +113,16 @@ def transfer_policy(settings: Settings) -> TransferPolicy:
         suspend_after_hits=settings.risk_suspend_after_hits,
         not_found_after=timedelta(seconds=settings.recovery_not_found_after_seconds),
         stale_processing=timedelta(seconds=settings.recovery_stale_processing_seconds),
+    )
+
+
+def payout_policy(settings: Settings) -> PayoutPolicy:
+    return PayoutPolicy(
+        hold=timedelta(hours=settings.payout_hold_hours),
+        poll=timedelta(seconds=settings.payout_poll_seconds),
+        poll_max=timedelta(seconds=settings.payout_poll_max_seconds),
+        not_found_after=timedelta(seconds=settings.payout_not_found_after_seconds),
+        stale=timedelta(seconds=settings.recovery_stale_processing_seconds),
     )
 
 
@@ -165,12 +186,23 @@ def build_container(settings: Settings, **overrides: Any) -> Container:
     transfers = TransferService(
         db, clock, core_banking, links, otp, idempotency, transfer_policy(settings)
     )
+    rate_limiter: RateLimiter = overrides.pop("rate_limiter", None) or RateLimiter(
+        settings.redis_url
+    )
+    # Reads and validates every enabled provider's settings: a bad one stops start-up here.
+    providers: ProviderRegistry = overrides.pop(
+        "providers", None
+    ) or ProviderRegistry.from_settings(settings, clock=clock)
+    payouts = PayoutService(
+        db, clock, core_banking, vault, providers, idempotency, payout_policy(settings)
+    )
+    payout_recovery = PayoutRecovery(payouts)
     container = Container(
         settings=settings,
         clock=clock,
         db=db,
         tokens=tokens,
-        rate_limiter=overrides.pop("rate_limiter", None) or RateLimiter(settings.redis_url),
+        rate_limiter=rate_limiter,
         idempotency=idempotency,
         partners=PartnerService(db, clock),
         vault=vault,
@@ -180,6 +212,21 @@ def build_container(settings: Settings, **overrides: Any) -> Container:
         links=links,
         transfers=transfers,
         recovery=TransferRecovery(transfers),
+        providers=providers,
+        payouts=payouts,
+        payout_recovery=payout_recovery,
+        provider_webhooks=ProviderWebhooks(
+            db,
+            clock,
+            providers,
+            payouts,
+            rate_limiter,
+            WebhookLimits(
+                rate=settings.provider_webhook_rate_limit,
+                invalid_rate=settings.provider_webhook_invalid_rate_limit,
+                max_bytes=settings.provider_notification_max_bytes,
+            ),
+        ),
         # --- webhooks (docs/webhooks.md) ---
         events=EventService(db),
         webhook_endpoints=WebhookEndpointService(
@@ -195,6 +242,12 @@ def build_container(settings: Settings, **overrides: Any) -> Container:
         core_banking, settings.core_banking_health_timeout_seconds
     )
     container.workers.update(webhook_jobs(settings, db, vault, clock, container.webhooks))
+    container.workers["payout-recovery"] = lambda: Job(
+        "payout-recovery",
+        lambda: payout_recovery.run(50),
+        settings.recovery_interval_seconds,
+        50,
+    )
     for name, value in overrides.items():
         if not hasattr(container, name):
             raise TypeError(f"unknown container override {name!r}")

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class SettingsError(RuntimeError):
@@ -407,7 +407,60 @@ class Settings(BaseSettings):
         description="Finished deliveries and their attempts are deleted after this many days.",
     )
 
-    @field_validator("rate_limit_default")
+    # --- payouts and wallet providers (docs/payouts.md, docs/providers/) ---------------------
+    providers: Annotated[list[str] | None, NoDecode] = Field(
+        None,
+        description="Enabled wallet providers, comma-separated ids (`gsma_mm`); each reads its "
+        "own `GATEWAY_<ID>_*` settings (docs/providers/). Unset: `gsma_mm` with its embedded "
+        "sandbox in development and test, none in production. Empty: no payouts.",
+    )
+    provider_callback_base_url: str = Field(
+        "",
+        description="Base URL providers call back on (`<base>/v1/providers/<id>/webhooks`). "
+        "Empty means GATEWAY_PUBLIC_BASE_URL.",
+    )
+    payout_hold_hours: int = Field(
+        168,
+        ge=1,
+        le=24 * 30,
+        description="Expiry of the hold a payout places on the customer's account; it must "
+        "outlast the provider's longest pending time.",
+    )
+    payout_poll_seconds: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="A payout still pending at the provider (its callback late or lost) is "
+        "asked about after this, then at doubling intervals.",
+    )
+    payout_poll_max_seconds: float = Field(
+        900.0, gt=0, le=86400, description="Longest interval between two status queries."
+    )
+    payout_not_found_after_seconds: int = Field(
+        300,
+        ge=5,
+        description="A payout the provider has no record of this long after it was sent is "
+        "sent again under the same idempotency key (the provider deduplicates on it).",
+    )
+    provider_webhook_rate_limit: str = Field(
+        "100/second",
+        description="Inbound provider notifications accepted per provider (`limits` syntax).",
+    )
+    provider_webhook_invalid_rate_limit: str = Field(
+        "20/minute",
+        description="Notifications failing verification recorded per provider; above this they "
+        "get 429 and only a metric.",
+    )
+    provider_notification_max_bytes: int = Field(
+        65536,
+        ge=1024,
+        le=1_048_576,
+        description="Largest provider notification body accepted and stored for audit.",
+    )
+
+    @field_validator(
+        "rate_limit_default", "provider_webhook_rate_limit", "provider_webhook_invalid_rate_limit"
+    )
     @classmethod
     def _rate_limit_parses(cls, value: str) -> str:
         from limits import parse_many
@@ -417,6 +470,22 @@ class Settings(BaseSettings):
         except ValueError as exc:
             raise ValueError(f"not a rate limit expression: {exc}") from None
         return value
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _provider_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            return [str(part).strip().lower() for part in value]
+        return value
+
+    @field_validator("provider_callback_base_url")
+    @classmethod
+    def _callback_base_is_http(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
 
     @field_validator("public_base_url")
     @classmethod
@@ -545,6 +614,17 @@ class Settings(BaseSettings):
     @property
     def issuer(self) -> str:
         return self.jwt_issuer or self.public_base_url
+
+    @property
+    def enabled_providers(self) -> list[str]:
+        """The wallet providers in use (see `providers`)."""
+        if self.providers is not None:
+            return list(dict.fromkeys(self.providers))
+        return [] if self.environment == "production" else ["gsma_mm"]
+
+    @property
+    def resolved_provider_callback_base_url(self) -> str:
+        return self.provider_callback_base_url or self.public_base_url
 
 
 def load_settings(**overrides: object) -> Settings:

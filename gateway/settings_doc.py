@@ -124,15 +124,23 @@ def _rows(model: type[BaseModel], prefix: str, delimiter: str | None) -> list[st
     return rows
 
 
+def _provider_models() -> list[type[BaseModel]]:
+    """Each wallet provider's own settings (`GATEWAY_<ID>_*`), in registry order."""
+    from adapters.providers.registry import PROVIDERS
+
+    return [spec.settings for spec in PROVIDERS.values()]
+
+
 def render_table(model: type[BaseModel] = Settings) -> str:
-    """A markdown table of every setting, in the model's (grouped) field order."""
-    prefix = str(model.model_config.get("env_prefix", ""))
-    delimiter = model.model_config.get("env_nested_delimiter")
-    lines = [
-        "| Variable | Type | Default | Description |",
-        "|---|---|---|---|",
-        *_rows(model, prefix, str(delimiter) if delimiter else None),
-    ]
+    """A markdown table of every setting, in the model's (grouped) field order; the gateway's
+    table ends with each wallet provider's settings."""
+    models = [model, *(_provider_models() if model is Settings else [])]
+    rows = []
+    for each in models:
+        prefix = str(each.model_config.get("env_prefix", ""))
+        delimiter = each.model_config.get("env_nested_delimiter")
+        rows += _rows(each, prefix, str(delimiter) if delimiter else None)
+    lines = ["| Variable | Type | Default | Description |", "|---|---|---|---|", *rows]
     return "\n".join(lines) + "\n"
 
 

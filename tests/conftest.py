@@ -92,6 +92,15 @@ def clock() -> OffsetClock:
     return OffsetClock()
 
 
+@pytest.fixture
+def restore_clock(clock: OffsetClock) -> Iterator[OffsetClock]:
+    """For tests that move the session clock: it is put back afterwards (tokens and other
+    tests judge time by the real clock too)."""
+    before = clock.offset
+    yield clock
+    clock.offset = before
+
+
 def make_settings(database_url: str, data_dir: Any, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "environment": "test",
@@ -233,12 +242,74 @@ def core(core_simulator: Any) -> Bank:
     return Bank(core_simulator)
 
 
+# The GSMA Mobile Money sandbox's credentials in tests (the adapter is configured to match).
+GSMA_API_KEY = "test-gsma-api-key"
+GSMA_CALLBACK_KEY = "test-gsma-callback-key"
+GSMA_CLEARING_ACCOUNT = "9100000000000201"  # the core simulator's seeded gsma_mm clearing account
+GSMA_PROCESSING_SECONDS = 30.0
+
+
 @pytest.fixture(scope="session")
-def container(settings: Settings, clock: OffsetClock, core_banking: Any) -> Iterator[Any]:
+def gsma_sandbox(clock: OffsetClock) -> Iterator[Any]:
+    """ONE GSMA Mobile Money sandbox per session on a free loopback port, on the session clock.
+
+    A disbursement completes GSMA_PROCESSING_SECONDS after it is sent (tests move the clock);
+    callbacks are not sent by a background thread: tests deliver them when they choose
+    (`gsma_sandbox.deliver_callbacks(sender)`). Faults are reset after each test."""
+    from adapters.providers.gsma_mm_sandbox import GsmaMmSandbox
+
+    sandbox = GsmaMmSandbox(
+        clock=clock,
+        api_key=GSMA_API_KEY,
+        callback_api_key=GSMA_CALLBACK_KEY,
+        processing_delay=GSMA_PROCESSING_SECONDS,
+    )
+    server = sandbox.serve("127.0.0.1", 0, deliver_callbacks=False)
+    sandbox.server = server  # type: ignore[attr-defined]
+    yield sandbox
+    server.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _reset_gsma_sandbox(request: pytest.FixtureRequest) -> Iterator[None]:
+    sandbox = (
+        request.getfixturevalue("gsma_sandbox") if "gsma_sandbox" in request.fixturenames else None
+    )
+    yield
+    if sandbox is not None:
+        sandbox.reset_faults()
+
+
+def gsma_settings(sandbox: Any, **overrides: Any) -> dict[str, Any]:
+    """GATEWAY_GSMA_MM_* values pointing the adapter at the session sandbox (fast retries)."""
+    values: dict[str, Any] = {
+        "base_url": sandbox.server.base_url,
+        "auth": "api_key",
+        "api_key": GSMA_API_KEY,
+        "callback_api_key": GSMA_CALLBACK_KEY,
+        "clearing_account": {"KES": GSMA_CLEARING_ACCOUNT},
+        "disbursement_account": "accountid:2999",
+        "connect_timeout_seconds": 2.0,
+        "read_timeout_seconds": 5.0,
+        "retry_backoff_seconds": 0.01,
+        "retry_backoff_max_seconds": 0.05,
+    }
+    values.update(overrides)
+    return values
+
+
+@pytest.fixture(scope="session")
+def container(
+    settings: Settings, clock: OffsetClock, core_banking: Any, gsma_sandbox: Any
+) -> Iterator[Any]:
+    from adapters.providers.registry import ProviderRegistry
     from gateway.container import build_container
     from gateway.store import migrate
 
-    gateway = build_container(settings, clock=clock, core_banking=core_banking)
+    providers = ProviderRegistry.from_settings(
+        settings, clock=clock, overrides={"gsma_mm": gsma_settings(gsma_sandbox)}
+    )
+    gateway = build_container(settings, clock=clock, core_banking=core_banking, providers=providers)
     migrate.upgrade(gateway.db.engine)
     yield gateway
     gateway.close()

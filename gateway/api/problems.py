@@ -300,6 +300,13 @@ class ProblemJSONBodyValidator(JSONRequestBodyValidator):
 
     _cached_validator: Draft4Validator | None = None
 
+    async def wrap_receive(self, receive: Any, *, scope: Scope) -> Any:
+        if self._schema.get("format") == "binary":
+            # An opaque body (a provider's notification): the handler verifies the exact bytes,
+            # so nothing here may parse, reject or re-encode them.
+            return receive, scope
+        return await super().wrap_receive(receive, scope=scope)
+
     @property
     def _validator(self) -> Draft4Validator:  # built once per operation, not per request
         if self._cached_validator is None:

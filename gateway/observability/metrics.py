@@ -95,3 +95,42 @@ WEBHOOK_ENDPOINT_TRANSITIONS = Counter(
     "Webhook endpoints marked failing or recovered",
     ["to"],
 )
+
+# --- wallet providers and payouts (adapters/providers, gateway/services/payouts.py) ------------
+PROVIDER_CALLS = Counter(
+    "gateway_provider_requests_total",
+    "Calls to wallet providers by provider, operation and outcome (ok; rejected: a 4xx answer; "
+    "unavailable: not reached, 429 or 503; timeout: no answer in time; error: 5xx or the "
+    "connection lost after sending)",
+    ["provider", "operation", "outcome"],
+)
+PROVIDER_LATENCY = Histogram(
+    "gateway_provider_call_duration_seconds",
+    "Duration of one call to a wallet provider (one attempt)",
+    ["provider", "operation"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+PROVIDER_WEBHOOKS = Counter(
+    "gateway_provider_webhooks_total",
+    "Inbound provider notifications by provider and outcome "
+    "(applied, duplicate, ignored, rejected, rate_limited, deferred)",
+    ["provider", "outcome"],
+)
+PAYOUTS_OPEN = Gauge(
+    "gateway_payouts_open",
+    "Payouts not final yet, by status (created, processing, unknown), as the recovery job last "
+    "counted them",
+    ["status"],
+    multiprocess_mode="livemax",
+)
+PAYOUTS = Counter(
+    "gateway_payouts_total",
+    "Payouts reaching a final state, by provider and status (succeeded, failed)",
+    ["provider", "status"],
+)
+PAYOUT_ANOMALIES = Counter(
+    "gateway_payout_anomalies_total",
+    "Payouts that need an operator: the provider contradicted a decision already taken, "
+    "reported another amount, or the capture was refused by the core",
+    ["provider", "kind"],
+)

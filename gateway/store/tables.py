@@ -414,6 +414,111 @@ class RiskEvent(Base):
     at: Mapped[datetime]
 
 
+class Payout(Base):
+    """Money from a customer's bank account to a wallet at a provider (a bank channel's request).
+
+    The id is the core ExternalReference of the capture posting and, in the provider's format
+    (`provider_idempotency_key`), what the provider deduplicates on. Account number and
+    recipient live in the vault. `decision` (capture | release) is taken once, under a row
+    lock; `settle_status` follows carrying it out.
+    """
+
+    __tablename__ = "payouts"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    partner_id: Mapped[str] = mapped_column(String(40), ForeignKey("partners.id"))
+    provider: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20))
+    currency: Mapped[str] = mapped_column(String(3))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    source_account_entry_id: Mapped[str] = mapped_column(String(40), ForeignKey("vault_entries.id"))
+    source_account_mask: Mapped[str] = mapped_column(String(12))
+    recipient_type: Mapped[str] = mapped_column(String(20))
+    recipient_entry_id: Mapped[str] = mapped_column(String(40), ForeignKey("vault_entries.id"))
+    recipient_mask: Mapped[str] = mapped_column(String(12))
+    description: Mapped[str | None] = mapped_column(String(140))
+    partner_reference: Mapped[str | None] = mapped_column(String(100))
+    clearing_account: Mapped[str] = mapped_column(String(34))
+    hold_reference: Mapped[str] = mapped_column(String(40))
+    # none | placing | placed | unconfirmed | released | captured
+    hold_status: Mapped[str] = mapped_column(String(20))
+    hold_expires_at: Mapped[datetime | None]
+    # not_sent | sending | pending | succeeded | failed | unknown
+    provider_state: Mapped[str] = mapped_column(String(20))
+    provider_status: Mapped[str | None] = mapped_column(String(60))  # the provider's own word
+    provider_idempotency_key: Mapped[str] = mapped_column(String(64))
+    provider_request_id: Mapped[str | None] = mapped_column(String(100))
+    provider_reference: Mapped[str | None] = mapped_column(String(100))
+    provider_sends: Mapped[int] = mapped_column(Integer, default=0)
+    provider_sent_at: Mapped[datetime | None]
+    decision: Mapped[str | None] = mapped_column(String(10))  # capture | release, set once
+    decided_at: Mapped[datetime | None]
+    # None | in_flight | unknown | done | refused
+    settle_status: Mapped[str | None] = mapped_column(String(20))
+    settle_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    core_reference: Mapped[str | None] = mapped_column(String(40))
+    failure_code: Mapped[str | None] = mapped_column(String(60))
+    failure_message: Mapped[str | None] = mapped_column(String(300))
+    next_check_at: Mapped[datetime | None]  # recovery: poll, resolve, settle (also a lease)
+    checks: Mapped[int] = mapped_column(Integer, default=0)
+    unknown_since: Mapped[datetime | None]
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    completed_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index(None, "partner_id", "id"),
+        Index(None, "status", "next_check_at"),
+        UniqueConstraint("provider", "provider_idempotency_key"),
+        Index(None, "provider", "provider_reference"),
+        Index(None, "provider", "provider_request_id"),
+    )
+
+
+class PayoutTransition(Base):
+    """Every step of a payout (status changes, hold, provider answers, the decision) with its
+    cause and time: the audit trail of the money."""
+
+    __tablename__ = "payout_transitions"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    payout_id: Mapped[str] = mapped_column(String(40), ForeignKey("payouts.id"), index=True)
+    from_status: Mapped[str | None] = mapped_column(String(20))
+    to_status: Mapped[str] = mapped_column(String(20))
+    step: Mapped[str] = mapped_column(String(40))
+    cause: Mapped[str] = mapped_column(String(300))
+    at: Mapped[datetime]
+
+
+class ProviderNotification(Base):
+    """One inbound provider call (webhook/callback), kept for audit with a bounded body.
+
+    `event_id` is unique per provider, so a redelivered notification is recognised and applied
+    once; refused ones (failed verification) have no event id.
+    """
+
+    __tablename__ = "provider_notifications"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(40))
+    event_id: Mapped[str | None] = mapped_column(String(100))
+    payout_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    outcome: Mapped[str] = mapped_column(String(20))  # applied | ignored | rejected | deferred
+    reason: Mapped[str | None] = mapped_column(String(300))
+    method: Mapped[str] = mapped_column(String(10))
+    headers: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    body: Mapped[str] = mapped_column(Text)
+    body_bytes: Mapped[int] = mapped_column(Integer)
+    body_sha256: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(index=True)
+    processed_at: Mapped[datetime | None]
+
+    __table_args__ = (UniqueConstraint("provider", "event_id"),)
+
+
 __all__ = [
     "AuditEntry",
     "Base",
@@ -424,6 +529,9 @@ __all__ = [
     "OtpChallenge",
     "Partner",
     "PartnerLimit",
+    "Payout",
+    "PayoutTransition",
+    "ProviderNotification",
     "Refund",
     "RiskEvent",
     "Transfer",

@@ -57,6 +57,8 @@ def _sample(event_type: str) -> Event:
             "last_success_at": None,
             "last_failure_at": "2026-01-02T00:00:00Z",
         }
+    if resource == "payout":
+        data = payout_snapshot(resource_id, event_type.split(".")[1])
     return Event(
         id=new_id("evt"),
         partner_id=None,
@@ -67,6 +69,46 @@ def _sample(event_type: str) -> Event:
         data=data,
         created_at=datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC),
     )
+
+
+def payout_snapshot(payout_id: str, status: str) -> dict[str, object]:
+    final = status in ("succeeded", "failed")
+    return {
+        "id": payout_id,
+        "provider": "gsma_mm",
+        "status": status,
+        "amount": {"value": "100.00", "currency": "KES"},
+        "source_account": {"masked": "****0001"},
+        "recipient": {"type": "msisdn", "masked": "****5601"},
+        "description": "School fees",
+        "partner_reference": None,
+        "provider_reference": "MM1234" if status == "succeeded" else None,
+        "failure": {"code": "provider_declined", "message": "The provider declined the payment"}
+        if status == "failed"
+        else None,
+        "created_at": "2026-01-01T00:00:00Z",
+        "updated_at": "2026-01-01T00:00:05Z",
+        "completed_at": "2026-01-01T00:00:05Z" if final else None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "mutate", "message"),
+    [
+        ("succeeded", lambda d: d.update(completed_at=None), "is not of type 'string'"),
+        ("failed", lambda d: d.update(failure=None), "is not of type 'object'"),
+        ("processing", lambda d: d.update(status="succeeded"), "was expected"),
+        ("processing", lambda d: d.update(account_number="6222020000000001"), "Additional"),
+        ("created", lambda d: d["source_account"].update(masked="6222020000000001"), "match"),
+        ("created", lambda d: d["amount"].update(value=100), "is not of type 'string'"),
+    ],
+)
+def test_payout_schemas_pin_the_snapshot(status: str, mutate, message: str) -> None:  # type: ignore[no-untyped-def]
+    document = envelope(_sample(f"payout.{status}"))
+    assert_event_matches_schema(document)
+    mutate(document["data"])
+    with pytest.raises(AssertionError, match=message):
+        assert_event_matches_schema(document)
 
 
 def test_every_file_is_a_valid_json_schema() -> None:

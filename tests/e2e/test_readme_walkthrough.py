@@ -34,3 +34,6 @@ def test_the_readme_walkthrough_works(live_gateway) -> None:  # type: ignore[no-
     assert '"code": "unauthorized"' in out
     assert 'gateway_http_requests_total{method="GET",operation="partners.me",status="200"}' in out
     assert "wgs_" not in live_gateway.logs()  # the secret never reached the server's logs
+    assert (
+        '"provider":"gsma_mm"' in out and '"status":"processing"' in out
+    )  # step 9: the payout is on its way

@@ -22,6 +22,7 @@ import click
 import pytest
 import yaml
 
+from adapters.providers.registry import load_provider_settings, setting_variables
 from gateway.cli import main
 from gateway.settings import Settings, load_settings
 
@@ -34,16 +35,13 @@ COMPOSE = ROOT / "docker" / "compose.yaml"
 # each entry when its command lands: a listed command that exists fails the test, so this list
 # only shrinks, and anything not listed must exist.
 PLANNED_COMMANDS: set[tuple[str, ...]] = {
-    ("simulator", "gsma-mm"),
     ("simulator", "wechatpay"),
     ("simulator", "alipay"),
 }
 # Settings the compose stack sets for the same pieces of work; same rule as above.
 PLANNED_SETTINGS: set[str] = {
-    "GATEWAY_GSMA_MM_BASE_URL",
     "GATEWAY_WECHATPAY_BASE_URL",
     "GATEWAY_ALIPAY_BASE_URL",
-    "GATEWAY_PROVIDER_CALLBACK_BASE_URL",
 }
 # Read outside the settings model (gateway/settings.py load_settings, gateway/resources.py).
 OUTSIDE_MODEL = {"GATEWAY_SECRETS_DIR", "GATEWAY_RESOURCES_DIR"}
@@ -236,6 +234,7 @@ def test_compose_sets_only_known_settings(compose: dict[str, Any]) -> None:
         if secret["target"].startswith("GATEWAY_")
     }
     known = {f"GATEWAY_{name.upper()}" for name in Settings.model_fields} | OUTSIDE_MODEL
+    known |= setting_variables()  # each provider's GATEWAY_<ID>_* (adapters/providers)
     assert sorted(used - known - PLANNED_SETTINGS) == [], "unknown GATEWAY_* variables"
     landed = sorted(PLANNED_SETTINGS & known)
     assert landed == [], f"{landed} exist now: remove them from PLANNED_SETTINGS"
@@ -284,7 +283,9 @@ def test_init_secrets_creates_consistent_files_once(tmp_path: Path) -> None:
 
     again = _run_init_secrets(directory)
     assert (directory / "postgres_password").read_text() == password
-    assert again.stdout.count("kept") == 3
+    assert again.stdout.count("kept") == 5
+    for key in ("gsma_mm_api_key", "gsma_mm_callback_key"):
+        assert re.fullmatch(r"[0-9a-f]{64}", (directory / key).read_text())
 
 
 @pytest.mark.parametrize("service", ["gateway", "worker", "migrate", "keys-init"])
@@ -315,6 +316,10 @@ def test_compose_configuration_passes_the_production_checks(
     assert settings.metrics_token is not None
     assert settings.run_workers_in_process is False
     assert settings.redis_url == "redis://redis:6379/0"
+    # Every enabled provider's settings (GATEWAY_<ID>_*, secrets from the files) pass too.
+    providers = load_provider_settings(settings)
+    assert set(providers) == {"gsma_mm"}
+    assert providers["gsma_mm"].api_key is not None  # type: ignore[attr-defined]
 
 
 # --- the docs ------------------------------------------------------------------------------------

@@ -42,3 +42,23 @@ def test_dependency_direction(package: str, forbidden: tuple[str, ...]) -> None:
             if name.startswith(forbidden):
                 offenders.append(f"{path.relative_to(ROOT)} imports {name}")
     assert offenders == []
+
+
+# A provider's sandbox is a second, independent reading of the provider's API: it must not
+# borrow the adapter's code (or the adapter the sandbox's), or both could share one mistake.
+SANDBOXES = [("adapters/providers/gsma_mm_sandbox", "adapters.providers.gsma_mm")]
+
+
+@pytest.mark.parametrize(("sandbox", "adapter"), SANDBOXES)
+def test_sandboxes_share_no_code_with_their_adapter(sandbox: str, adapter: str) -> None:
+    sandbox_module = sandbox.replace("/", ".")
+    offenders = []
+    for path in _modules(sandbox):
+        for name in _imports(path):
+            if name == adapter or name.startswith(adapter + "."):
+                offenders.append(f"{path.relative_to(ROOT)} imports {name}")
+    for path in _modules(adapter.replace(".", "/")):
+        for name in _imports(path):
+            if name == sandbox_module or name.startswith(sandbox_module + "."):
+                offenders.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert offenders == []

@@ -1,0 +1,77 @@
+"""Helpers for payout tests: send a payout as a bank channel, deliver the GSMA sandbox's
+callbacks into the in-process gateway, and check the money at the core simulator."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlparse
+
+from tests.conftest import GSMA_CLEARING_ACCOUNT
+
+WALLET = "+254712345601"
+
+
+def send_payout(
+    client: Any, channel: Any, source: str, *, amount: str = "100.00", msisdn: str = WALLET
+) -> Any:
+    return client.post(
+        "/v1/payouts",
+        headers={**channel.auth, "Idempotency-Key": str(uuid.uuid4())},
+        json={
+            "source_account": source,
+            "provider": "gsma_mm",
+            "recipient": {"type": "msisdn", "value": msisdn},
+            "amount": {"value": amount, "currency": "KES"},
+            "description": "School fees",
+            "partner_reference": "mobile-app-123",
+        },
+    )
+
+
+def deliver(sandbox: Any, client: Any) -> list[Any]:
+    """Send the sandbox's due callbacks into the gateway (in process)."""
+
+    def send(url: str, headers: dict[str, str], body: bytes) -> int:
+        return int(client.put(urlparse(url).path, headers=headers, content=body).status_code)
+
+    return list(sandbox.deliver_callbacks(send))
+
+
+class Money:
+    """The customer's balance before and after, the one hold of its account, and the postings
+    of a payout at the core simulator (the clearing account is shared by every test, so it is
+    checked through the payout's own posting)."""
+
+    def __init__(self, core: Any, core_simulator: Any, source: str) -> None:
+        self.core, self.sim, self.source = core, core_simulator, source
+        self.customer_before = Decimal(core.available(source))
+
+    def holds(self) -> list[dict[str, Any]]:
+        return list(self.sim.ledger.holds(account=self.source))
+
+    def assert_paid(self, payout_id: str, amount: str) -> None:
+        value = Decimal(amount)
+        assert Decimal(self.core.available(self.source)) == self.customer_before - value
+        postings = self.sim.postings(payout_id)
+        assert len(postings) == 1  # captured exactly once
+        posting = postings[0]
+        assert (posting["debit_account"], posting["credit_account"]) == (
+            self.source,
+            GSMA_CLEARING_ACCOUNT,
+        )
+        assert Decimal(posting["amount_units"]) / 100_000 == value
+        assert posting["status"] == "BOOKED"
+        assert [h["status"] for h in self.holds()] == ["CAPTURED"]  # never released
+
+    def assert_not_paid(self, payout_id: str) -> None:
+        assert Decimal(self.core.available(self.source)) == self.customer_before
+        assert self.sim.postings(payout_id) == []  # never captured
+        assert [h["status"] for h in self.holds()] in (["RELEASED"], [])
+
+
+def get(client: Any, channel: Any, payout_id: str) -> dict[str, Any]:
+    response = client.get(f"/v1/payouts/{payout_id}", headers=channel.auth)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
