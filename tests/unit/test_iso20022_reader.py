@@ -143,7 +143,7 @@ NS = "urn:iso:std:iso:20022:tech:xsd:camt.053.001.02"
 
 def _entry_xml(n: int, amount: str = "1.00", currency: str = "EUR") -> str:
     return (
-        f"<Ntry><NtryRef>N{n}</NtryRef><Amt Ccy=\"{currency}\">{amount}</Amt>"
+        f'<Ntry><NtryRef>N{n}</NtryRef><Amt Ccy="{currency}">{amount}</Amt>'
         "<CdtDbtInd>CRDT</CdtDbtInd><Sts>BOOK</Sts><BookgDt><Dt>2026-01-02</Dt></BookgDt>"
         f"<ValDt><Dt>2026-01-02</Dt></ValDt><AcctSvcrRef>CB{n:012d}</AcctSvcrRef>"
         "<BkTxCd><Prtry><Cd>TRF</Cd></Prtry></BkTxCd><NtryDtls><TxDtls><Refs>"
@@ -165,7 +165,7 @@ def _statement_parts(
         yield (
             f"<Stmt><Id>S{s}</Id><CreDtTm>2026-01-02T23:59:00Z</CreDtTm>"
             "<Acct><Id><Othr><Id>9000000000000101</Id></Othr></Id></Acct>"
-            "<Bal><Tp><CdOrPrtry><Cd>CLBD</Cd></CdOrPrtry></Tp><Amt Ccy=\"EUR\">0.00</Amt>"
+            '<Bal><Tp><CdOrPrtry><Cd>CLBD</Cd></CdOrPrtry></Tp><Amt Ccy="EUR">0.00</Amt>'
             "<CdtDbtInd>CRDT</CdtDbtInd><Dt><Dt>2026-01-02</Dt></Dt></Bal>\n"
         ).encode()
         for _ in range(entries):
@@ -297,7 +297,10 @@ def test_pending_entries_are_not_settlement() -> None:
         (
             "Element '{urn:x}CdtDbtInd': [facet 'enumeration'] The value 'XXX' is not an "
             "element of the set {'CRDT', 'DBIT'}.",
-            ("[facet 'enumeration'] The value is not an element of the set {'CRDT', 'DBIT'}.", None),
+            (
+                "[facet 'enumeration'] The value is not an element of the set {'CRDT', 'DBIT'}.",
+                None,
+            ),
         ),
         (
             "Element '{urn:x}Amt', attribute 'Ccy': [facet 'pattern'] The value 'eur' is not "
