@@ -35,7 +35,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy import delete, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -823,7 +823,7 @@ class SettlementService:
             ):
                 missing[str(late.resource_id)] = late
 
-        rows: list[tuple[SettlementEntryRow, _BreakSpec | None, SettlementEntry]] = []
+        rows: list[tuple[dict[str, Any], _BreakSpec | None, SettlementEntry]] = []
         settled: dict[date, list[str]] = defaultdict(list)
         found: list[tuple[Expected, SettlementEntry]] = []
         for entry, key, repeated in fresh:
@@ -865,12 +865,28 @@ class SettlementService:
             rows.append((self._row(message, entry, key, role, exp, accounts, now), spec, entry))
             run.outcome[{PRIMARY: "matched"}.get(role, role)] += 1
 
-        session.add_all([stored for stored, _spec, _entry in rows])
-        session.flush()
-        for stored, found_spec, entry in rows:
-            if found_spec is not None:
-                self._add_break(session, found_spec, stored, entry, message, now)
-                run.breaks[found_spec.type.value] += 1
+        if rows:
+            # Core inserts (no ORM objects): a statement may carry millions of entries.
+            session.execute(insert(SettlementEntryRow), [stored for stored, _s, _e in rows])
+            flagged = [(stored, spec, entry) for stored, spec, entry in rows if spec is not None]
+            ids: dict[str, int] = {}
+            if flagged:  # (RETURNING in parameter order would be row by row on SQLite)
+                keys_flagged = [stored["entry_key"] for stored, _spec, _entry in flagged]
+                for key, entry_id in session.execute(
+                    select(SettlementEntryRow.entry_key, SettlementEntryRow.id).where(
+                        SettlementEntryRow.entry_key.in_(keys_flagged)
+                    )
+                ):
+                    ids[key] = entry_id
+            found_breaks = [
+                self._break(found_spec, stored, ids[stored["entry_key"]], entry, message, now)
+                for stored, found_spec, entry in flagged
+                if found_spec is not None
+            ]
+            if found_breaks:
+                session.execute(insert(ReconciliationBreak), found_breaks)
+            for found_break in found_breaks:
+                run.breaks[found_break["type"]] += 1
         for on, transfer_ids in settled.items():
             session.execute(
                 update(Transfer)
@@ -972,48 +988,48 @@ class SettlementService:
         exp: Expected | None,
         accounts: _Accounts,
         now: datetime,
-    ) -> SettlementEntryRow:
+    ) -> dict[str, Any]:
         partner_id = exp.partner_id if exp is not None else accounts.owner.get(entry.account)
         currency = exp.currency if exp is not None else accounts.currency_of.get(entry.account)
         counted = role in COUNTED_ROLES and exp is not None and entry.amount.currency == currency
         category = None
         if exp is not None:
             category = Category.REVERSAL.value if role == REVERSAL else exp.category.value
-        return SettlementEntryRow(
-            entry_key=key,
-            message_pk=message.pk,
-            seq=entry.seq,
-            confirmed_by=message.pk if message.kind == "statement" else None,
-            account=entry.account,
-            currency=entry.amount.currency,
-            amount=entry.amount.minor,
-            side=entry.side.value,
-            reversal=entry.reversal,
-            booking_date=entry.booking_date,
-            value_date=entry.value_date,
-            reference=(entry.reference or "")[:64] or None,
-            core_reference=(entry.core_reference or "")[:64] or None,
-            entry_reference=(entry.entry_reference or "")[:64] or None,
-            role=role,
-            matched_type=exp.resource_type if exp is not None else None,
-            matched_id=exp.resource_id if exp is not None else None,
-            partner_id=partner_id,
-            settlement_date=entry.booking_date,
-            category=category,
-            signed_amount=entry.signed_minor,
-            counted=counted,
-            created_at=now,
-        )
+        return {
+            "entry_key": key,
+            "message_pk": message.pk,
+            "seq": entry.seq,
+            "confirmed_by": message.pk if message.kind == "statement" else None,
+            "account": entry.account,
+            "currency": entry.amount.currency,
+            "amount": entry.amount.minor,
+            "side": entry.side.value,
+            "reversal": entry.reversal,
+            "booking_date": entry.booking_date,
+            "value_date": entry.value_date,
+            "reference": (entry.reference or "")[:64] or None,
+            "core_reference": (entry.core_reference or "")[:64] or None,
+            "entry_reference": (entry.entry_reference or "")[:64] or None,
+            "role": role,
+            "matched_type": exp.resource_type if exp is not None else None,
+            "matched_id": exp.resource_id if exp is not None else None,
+            "partner_id": partner_id,
+            "settlement_date": entry.booking_date,
+            "category": category,
+            "signed_amount": entry.signed_minor,
+            "counted": counted,
+            "created_at": now,
+        }
 
-    def _add_break(
-        self,
-        session: Session,
+    @staticmethod
+    def _break(
         spec: _BreakSpec,
-        row: SettlementEntryRow,
+        row: dict[str, Any],
+        entry_id: int,
         entry: SettlementEntry,
         message: _Message,
         now: datetime,
-    ) -> None:
+    ) -> dict[str, Any]:
         exp = spec.expected
         # What we expected on the account, where there is something to compare with.
         expected_signed = None
@@ -1022,31 +1038,29 @@ class SettlementService:
             BreakType.CURRENCY_MISMATCH,
         ):
             expected_signed = exp.side.sign * exp.amount
-        session.add(
-            ReconciliationBreak(
-                id=new_id("brk"),
-                break_key=f"{spec.type.value}:{row.entry_key}",
-                type=spec.type.value,
-                status="open",
-                partner_id=row.partner_id,
-                settlement_date=entry.booking_date,
-                entry_id=row.id,
-                message_pk=message.pk,
-                resource_type=exp.resource_type if exp else None,
-                resource_id=exp.resource_id if exp else None,
-                reference=row.reference,
-                core_reference=row.core_reference,
-                account_mask=mask_account(entry.account),
-                expected_amount=expected_signed,
-                expected_currency=exp.currency if exp and expected_signed is not None else None,
-                actual_amount=entry.signed_minor,
-                actual_currency=entry.amount.currency,
-                details=spec.details,
-                detected_at=now,
-                version=1,
-                updated_at=now,
-            )
-        )
+        return {
+            "id": new_id("brk"),
+            "break_key": f"{spec.type.value}:{row['entry_key']}",
+            "type": spec.type.value,
+            "status": "open",
+            "partner_id": row["partner_id"],
+            "settlement_date": entry.booking_date,
+            "entry_id": entry_id,
+            "message_pk": message.pk,
+            "resource_type": exp.resource_type if exp else None,
+            "resource_id": exp.resource_id if exp else None,
+            "reference": row["reference"],
+            "core_reference": row["core_reference"],
+            "account_mask": mask_account(entry.account),
+            "expected_amount": expected_signed,
+            "expected_currency": exp.currency if exp and expected_signed is not None else None,
+            "actual_amount": entry.signed_minor,
+            "actual_currency": entry.amount.currency,
+            "details": spec.details,
+            "detected_at": now,
+            "version": 1,
+            "updated_at": now,
+        }
 
     def _resolve_late(
         self,

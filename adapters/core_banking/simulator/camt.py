@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from xml.sax.saxutils import escape
 
 import requests
 from lxml import etree
@@ -85,6 +86,10 @@ def _stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+def _text(value: str) -> str:
+    return escape(value, {'"': "&quot;"})
+
+
 def _amount(value: Decimal, currency: str) -> str:
     """The amount with the currency's minor-unit digits (e.g. 100.00 CNY)."""
     digits = CURRENCY_EXPONENTS.get(currency, 2)
@@ -100,7 +105,7 @@ class _Builder:
         self.version = version
         self._declaration = f' xmlns="{ns}"'.encode()
 
-    def bytes(self, node: etree._Element) -> bytes:
+    def serialize(self, node: etree._Element) -> bytes:
         return etree.tostring(node, encoding="utf-8").replace(self._declaration, b"", 1)
 
     def header(self, message_id: str, created: datetime) -> etree._Element:
@@ -124,38 +129,34 @@ class _Builder:
             x.Dt(x.Dt(on.isoformat())),
         )
 
-    def entry(self, entry: CamtEntry) -> etree._Element:
-        x = self.E
-        status = x.Sts(x.Cd("BOOK")) if self.version == "001.08" else x.Sts("BOOK")
-        node = x.Ntry(
-            x.NtryRef(f"NTRY{entry.entry_id:012d}"),
-            x.Amt(_amount(entry.amount, entry.currency), Ccy=entry.currency),
-            x.CdtDbtInd(entry.credit_debit),
-        )
-        if entry.reversal:
-            node.append(x.RvslInd("true"))
-        node.extend(
-            [
-                status,
-                x.BookgDt(x.Dt(entry.booking_date.isoformat())),
-                x.ValDt(x.Dt(entry.value_date.isoformat())),
-                x.AcctSvcrRef(entry.core_reference[:35]),
-                x.BkTxCd(x.Prtry(x.Cd("REVERSAL" if entry.reversal else "TRANSFER"))),
-            ]
-        )
+    def entry_bytes(self, entry: CamtEntry) -> bytes:
+        """One `Ntry`, written directly (a statement may hold millions: lxml element building
+        would cost ten times as much). Text is escaped; the schema tests check the result."""
+        amount = f'<Amt Ccy="{_text(entry.currency)}">{_amount(entry.amount, entry.currency)}</Amt>'
+        status = "<Sts><Cd>BOOK</Cd></Sts>" if self.version == "001.08" else "<Sts>BOOK</Sts>"
+        parts = [
+            f"<Ntry><NtryRef>NTRY{entry.entry_id:012d}</NtryRef>{amount}"
+            f"<CdtDbtInd>{entry.credit_debit}</CdtDbtInd>",
+            "<RvslInd>true</RvslInd>" if entry.reversal else "",
+            status,
+            f"<BookgDt><Dt>{entry.booking_date.isoformat()}</Dt></BookgDt>"
+            f"<ValDt><Dt>{entry.value_date.isoformat()}</Dt></ValDt>"
+            f"<AcctSvcrRef>{_text(entry.core_reference[:35])}</AcctSvcrRef>"
+            f"<BkTxCd><Prtry><Cd>{'REVERSAL' if entry.reversal else 'TRANSFER'}</Cd></Prtry>"
+            "</BkTxCd>",
+        ]
         if entry.reference:
-            transaction = x.TxDtls(x.Refs(x.EndToEndId(entry.reference[:35])))
+            parts.append(
+                f"<NtryDtls><TxDtls><Refs><EndToEndId>{_text(entry.reference[:35])}</EndToEndId>"
+                "</Refs>"
+            )
             if self.version != "001.02":  # required from 001.04 (optional again in 001.08)
-                transaction.extend(
-                    [
-                        x.Amt(_amount(entry.amount, entry.currency), Ccy=entry.currency),
-                        x.CdtDbtInd(entry.credit_debit),
-                    ]
-                )
-            node.append(x.NtryDtls(transaction))
+                parts.append(f"{amount}<CdtDbtInd>{entry.credit_debit}</CdtDbtInd>")
+            parts.append("</TxDtls></NtryDtls>")
         if entry.description:
-            node.append(x.AddtlNtryInf(entry.description[:500]))
-        return node
+            parts.append(f"<AddtlNtryInf>{_text(entry.description[:500])}</AddtlNtryInf>")
+        parts.append("</Ntry>")
+        return "".join(parts).encode()
 
 
 def _frame(ns: str, root: str) -> tuple[bytes, bytes]:
@@ -179,17 +180,17 @@ def iter_notification(
     by_account: dict[str, list[CamtEntry]] = {}
     for entry in entries:
         by_account.setdefault(entry.account, []).append(entry)
-    parts = [head, build.bytes(build.header(message_id, created))]
+    parts = [head, build.serialize(build.header(message_id, created))]
     for index, (account, items) in enumerate(by_account.items(), start=1):
         currency = (currencies or {}).get(account, items[0].currency)
         parts += [
             b"<Ntfctn>",
-            build.bytes(x.Id(f"{message_id[:30]}-{index}")),
-            build.bytes(x.CreDtTm(_stamp(created))),
-            build.bytes(build.account(account, currency)),
+            build.serialize(x.Id(f"{message_id[:30]}-{index}")),
+            build.serialize(x.CreDtTm(_stamp(created))),
+            build.serialize(build.account(account, currency)),
         ]
         for entry in items:
-            parts.append(build.bytes(build.entry(entry)))
+            parts.append(build.entry_bytes(entry))
             if len(parts) >= _FLUSH_EVERY:
                 yield b"".join(parts)
                 parts = []
@@ -219,22 +220,22 @@ def iter_statement(
     head, tail = _frame(ns, "BkToCstmrStmt")
     parts = [
         head,
-        build.bytes(build.header(message_id, created)),
+        build.serialize(build.header(message_id, created)),
         b"<Stmt>",
-        build.bytes(x.Id(f"{account}-{day:%Y%m%d}"[:35])),
-        build.bytes(x.CreDtTm(_stamp(created))),
-        build.bytes(
+        build.serialize(x.Id(f"{account}-{day:%Y%m%d}"[:35])),
+        build.serialize(x.CreDtTm(_stamp(created))),
+        build.serialize(
             x.FrToDt(
                 x.FrDtTm(_stamp(start)),
                 x.ToDtTm(_stamp(start + timedelta(days=1, microseconds=-1000))),
             )
         ),
-        build.bytes(build.account(account, currency)),
-        build.bytes(build.balance("OPBD", opening, currency, day - timedelta(days=1))),
-        build.bytes(build.balance("CLBD", closing, currency, day)),
+        build.serialize(build.account(account, currency)),
+        build.serialize(build.balance("OPBD", opening, currency, day - timedelta(days=1))),
+        build.serialize(build.balance("CLBD", closing, currency, day)),
     ]
     for entry in entries:
-        parts.append(build.bytes(build.entry(entry)))
+        parts.append(build.entry_bytes(entry))
         if len(parts) >= _FLUSH_EVERY:
             yield b"".join(parts)
             parts = []
