@@ -159,15 +159,11 @@ class CoreBankingSimulator:
         self, *, after: int = 0, accounts: list[str] | None = None, version: str = "001.08"
     ) -> tuple[bytes, int] | None:
         """A camt.054 of the entries booked after entry id `after`, and its last entry id."""
-        return camt.notification_for(
-            self.ledger, after=after, accounts=accounts, version=version, created=self.clock.now()
-        )
+        return camt.notification_for(self.ledger, after=after, accounts=accounts, version=version)
 
     def camt053(self, account: str, day: date, *, version: str = "001.08") -> bytes:
         """The end-of-day statement of `account` for `day`."""
-        return camt.statement_for(
-            self.ledger, account, day, version=version, created=self.clock.now()
-        )
+        return camt.statement_for(self.ledger, account, day, version=version)
 
     def start_camt_push(
         self,
@@ -782,9 +778,7 @@ def register_admin(app: Flask, simulator: CoreBankingSimulator) -> None:
         version = request.args.get("version", "001.08")
         ledger.get_account(account)  # 404 for an unknown account
         return Response(
-            camt.statement_parts(
-                ledger, account, day, version=version, created=simulator.clock.now()
-            ),
+            camt.statement_parts(ledger, account, day, version=version),
             content_type="application/xml",
         )
 

@@ -27,7 +27,7 @@ import requests
 from lxml import etree
 from lxml.builder import ElementMaker
 
-from adapters.core_banking.simulator.ledger import Ledger, to_decimal
+from adapters.core_banking.simulator.ledger import Ledger, parse_stamp, to_decimal
 from gateway.domain.clock import Clock, SystemClock
 from gateway.domain.money import CURRENCY_EXPONENTS
 from gateway.observability.logging import get_logger
@@ -53,6 +53,7 @@ class CamtEntry:
     reference: str | None  # EndToEndId
     reversal: bool = False
     description: str | None = None
+    booked_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> CamtEntry:
@@ -69,6 +70,7 @@ class CamtEntry:
             reference=row["original_reference"] if reversal else row["external_reference"],
             reversal=reversal,
             description=row["description"],
+            booked_at=parse_stamp(row["booked_at"]) if row.get("booked_at") else None,
         )
 
     def but(self, **changes: Any) -> CamtEntry:
@@ -279,15 +281,23 @@ def notification_for(
         return None
     entries.sort(key=lambda e: (e.account, e.entry_id))
     first, last = min(e.entry_id for e in entries), max(e.entry_id for e in entries)
+    # Made from the entries alone (even its time), so building it again gives the same bytes:
+    # a resend after a lost answer is then recognised by the gateway as a resend.
+    latest = max((e.booked_at for e in entries if e.booked_at), default=None)
     data = b"".join(
         iter_notification(
             entries,
             message_id=f"SIM054-{first}-{last}",
-            created=created or datetime.now(UTC),
+            created=created or latest or _cut_off(max(e.booking_date for e in entries)),
             version=version,
         )
     )
     return data, last
+
+
+def _cut_off(day: date) -> datetime:
+    """The end of a booking day: a statement's time, the same however often it is built."""
+    return datetime.combine(day + timedelta(days=1), datetime.min.time(), UTC)
 
 
 def statement_parts(
@@ -308,7 +318,7 @@ def statement_parts(
         opening=ledger.balance_at_end_of(account, day - timedelta(days=1)),
         closing=ledger.balance_at_end_of(account, day),
         message_id=f"SIM053-{account}-{day:%Y%m%d}",
-        created=created or datetime.now(UTC),
+        created=created or _cut_off(day),
         version=version,
     )
 
@@ -415,7 +425,6 @@ class CamtPusher:
                     after=after,
                     accounts=reconciled_accounts(self.ledger),
                     version=self.version,
-                    created=self.clock.now(),
                 )
                 if built is None:
                     # Entries on other accounts move the cursor too: nothing to tell.
@@ -433,9 +442,7 @@ class CamtPusher:
         with self._lock:
             results = []
             for account in reconciled_accounts(self.ledger):
-                parts = statement_parts(
-                    self.ledger, account, day, version=self.version, created=self.clock.now()
-                )
+                parts = statement_parts(self.ledger, account, day, version=self.version)
                 results.append(self.post(parts))
             return results
 

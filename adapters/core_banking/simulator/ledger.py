@@ -930,7 +930,8 @@ class Ledger:
         query = (
             "SELECT e.id, e.account, e.credit_debit, e.amount_units, e.currency, e.booking_date, "  # noqa: S608 - fixed clauses
             "e.value_date, e.external_reference, e.core_reference, e.description, p.kind, "
-            "p.original_reference FROM entries e JOIN postings p ON p.id = e.posting_id "
+            "p.original_reference, p.booked_at FROM entries e "
+            "JOIN postings p ON p.id = e.posting_id "
             f"WHERE {' AND '.join(clauses)} ORDER BY e.id"
         )
         if limit is not None:
