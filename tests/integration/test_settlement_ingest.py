@@ -352,3 +352,39 @@ def test_the_raw_message_is_kept_for_audit(client, core_partner, make_partner) -
     assert raw.headers["content-type"] == "application/gzip"
     assert gzip.decompress(raw.content) == data
     assert raw.headers["X-Content-SHA256"] == message["sha256"]
+
+
+def test_the_bulk_body_limit_applies_while_streaming(  # type: ignore[no-untyped-def]
+    settings, clock, core_banking, core_partner, settlement_partner, container
+) -> None:
+    from gateway.app import create_app
+    from gateway.container import build_container
+    from tests.conftest import make_settings
+
+    small = make_settings(
+        settings.resolved_database_url, settings.data_dir, max_bulk_body_bytes=64 * 1024
+    )
+    gateway = build_container(small, clock=clock, core_banking=core_banking)
+    try:
+        with create_app(container=gateway).test_client() as limited:
+            _partner, account = settlement_partner
+            data = statement(account, [entry(n, account) for n in range(1, 400)])
+            assert len(data) > 64 * 1024
+            declared = push(limited, core_partner, data)
+            assert declared.status_code == 413
+            assert declared.json()["code"] == "payload_too_large"
+
+            def parts():  # type: ignore[no-untyped-def]
+                for start in range(0, len(data), 8192):
+                    yield data[start : start + 8192]
+
+            streamed = limited.post(
+                "/core/v1/iso20022", content=parts(), headers={**core_partner.auth, **XML}
+            )
+            assert streamed.status_code == 413
+            small_enough = statement(account, [entry(1, account)])
+            assert push(limited, core_partner, small_enough).status_code == 200
+    finally:
+        gateway.close()
+    assert _count(container, SettlementEntryRow, SettlementEntryRow.account == account) == 1
+    assert _count(container, SettlementMessage, SettlementMessage.sender_id == core_partner.id) == 1
