@@ -496,7 +496,7 @@ class SettlementService:
         except BaseException:
             self._discard(claim.pk)
             raise
-        self._stored(claim.pk, raw.sha256, raw.size, raw.stored, reader.entry_count)
+        self._stored(claim.pk, raw.sha256, raw.size, reader.entry_count)
         return IngestOutcome(self.apply(claim.pk), replayed=False)
 
     # --- ingestion: JSON batch -------------------------------------------------------------
@@ -513,7 +513,7 @@ class SettlementService:
         if claim.kind in ("replay", "resume"):
             return self._answer_resend(claim, digest, EVENTS_FORMAT)
         self._store_chunk(claim.pk, 0, compress(canonical))
-        self._stored(claim.pk, digest, len(canonical), 0, len(entries))
+        self._stored(claim.pk, digest, len(canonical), len(entries))
         return IngestOutcome(self.apply(claim.pk), replayed=False)
 
     # --- claiming a message id -------------------------------------------------------------
@@ -617,7 +617,7 @@ class SettlementService:
                 )
             )
 
-    def _stored(self, message_pk: str, sha256: str, size: int, stored: int, entries: int) -> None:
+    def _stored(self, message_pk: str, sha256: str, size: int, entries: int) -> None:
         with self.db.transaction() as session:
             row = session.get(SettlementMessage, message_pk, with_for_update=True)
             assert row is not None
