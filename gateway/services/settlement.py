@@ -733,7 +733,10 @@ class SettlementService:
             if on is not None:
                 owner = accounts.owner[record.account]
                 run.statements[(owner, on)] = last_page and record.last_page
-        return _retry_on_conflict(lambda: self._finish(message, run))
+        result = _retry_on_conflict(lambda: self._finish(message, run))
+        if result.get("breaks"):
+            self.refresh_metrics()
+        return result
 
     def _apply_batch(
         self,

@@ -279,3 +279,20 @@ def test_reconcile_close_and_resolve_from_the_command_line(client, world, day, c
     assert "completed 1 settlement(s)" in closed.output
     (settlement,) = client.get("/v1/settlements", headers=world.wallet.auth).json()["data"]
     assert settlement["status"] == "completed"
+
+
+def test_the_reconciliation_workers_are_registered(container, client, world, day) -> None:  # type: ignore[no-untyped-def]
+    from prometheus_client import REGISTRY
+
+    from gateway.workers.jobs import default_jobs
+
+    names = {job.name for job in default_jobs(container)}
+    assert {"reconciliation-missing-entries", "settlement-resume"} <= names
+    push_entries(client, world, day, "3.00")
+    missing = container.workers["reconciliation-missing-entries"]()
+    assert missing.run() >= 0
+    assert container.workers["settlement-resume"]().run() == 0
+    gauge = REGISTRY.get_sample_value(
+        "gateway_reconciliation_breaks_open", {"kind": "unmatched_entry"}
+    )
+    assert gauge is not None and gauge >= 1
