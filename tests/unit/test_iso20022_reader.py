@@ -316,3 +316,16 @@ def test_pending_entries_are_not_settlement() -> None:
 )
 def test_messages_never_echo_values(message: str, expected: tuple[str, str | None]) -> None:
     assert sanitize(message) == expected
+
+
+def test_the_shipped_schemas_are_the_official_ones() -> None:
+    import hashlib
+
+    listed = {}
+    for line in (catalog.schema_dir() / "SHA256SUMS").read_text().splitlines():
+        digest, name = line.split()
+        listed[name] = digest
+    shipped = {path.name for path in catalog.schema_dir().glob("*.xsd")}
+    assert shipped == set(listed) == {d.xsd_path.name for d in catalog.DEFINITIONS.values()}
+    for name, digest in listed.items():
+        assert hashlib.sha256((catalog.schema_dir() / name).read_bytes()).hexdigest() == digest
