@@ -10,6 +10,7 @@ import datetime as dt
 import functools
 import hmac
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -37,6 +38,26 @@ from gateway.workers.runner import Workers
 
 log = get_logger("gateway.app")
 BULK_PATHS = ("/core/v1/iso20022",)
+
+
+class _QuietConnexion(logging.Filter):
+    """Drop two per-request connexion messages about XML bodies that say nothing actionable.
+
+    `POST /core/v1/iso20022` accepts application/xml and text/xml, and connexion 3.3 warns
+    "accepts multiple content types" on every such request; it also notes at INFO that it does
+    not validate XML (on purpose: the body is streamed and validated against the XSD by us).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        return not (
+            message.startswith("this operation accepts multiple content types")
+            or message.startswith("Skipping validation. No validator registered")
+        )
+
+
+for _name in ("connexion.operations.openapi3", "connexion.middleware.validation"):
+    logging.getLogger(_name).addFilter(_QuietConnexion())
 
 
 class NotMigrated(RuntimeError):

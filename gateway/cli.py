@@ -122,6 +122,7 @@ def serve(host: str | None, port: int | None, workers: int | None, use_gunicorn:
     gateway = _container(settings)
     try:
         ensure_migrated(gateway)
+        push_as = _simulator_push_credentials(settings, gateway)
     except NotMigrated as exc:
         raise click.ClickException(str(exc)) from None
     finally:
@@ -131,6 +132,15 @@ def serve(host: str | None, port: int | None, workers: int | None, use_gunicorn:
     # Started before uvicorn so that every worker process (`--workers N`) finds it running.
     core = _start_embedded_core_banking(settings)
     sandboxes = _start_embedded_sandboxes(settings)
+    if core is not None and push_as is not None:
+        local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
+        core.simulator.start_camt_push(
+            f"http://{local}:{port}",
+            client_id=push_as[0],
+            client_secret=push_as[1],
+            interval=settings.core_banking_simulator_camt_interval_seconds,
+            version=settings.core_banking_simulator_camt_version,
+        )
     base = f"http://{host}:{port}"
     click.echo(
         f"wallet-gateway listening on {base}\n"
@@ -148,6 +158,12 @@ def serve(host: str | None, port: int | None, workers: int | None, use_gunicorn:
             f"  {provider_id + ' sandbox':<22} {sandbox.base_url} (embedded simulator, admin API "
             f"{sandbox.base_url}/sandbox)\n"
             for provider_id, sandbox in sandboxes
+        )
+        + (
+            f"  settlement             the simulator pushes camt.054/camt.053 as core partner "
+            f"{push_as[0]} (docs/settlement.md)\n"
+            if core is not None and push_as is not None
+            else ""
         ),
         err=True,
     )
@@ -170,6 +186,37 @@ def serve(host: str | None, port: int | None, workers: int | None, use_gunicorn:
         log_config=None,
         timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
     )
+
+
+SIMULATOR_CORE_PARTNER = "embedded core-banking simulator"
+
+
+def _simulator_push_credentials(settings: Settings, gateway: Any) -> tuple[str, str] | None:
+    """Who the embedded simulator pushes settlement messages as, if it does (development).
+
+    Configured credentials win; otherwise a `core` partner is created for it (or, on later
+    starts, its secret rotated, since secrets are only ever shown once). Both are audited.
+    """
+    if not settings.core_banking_embedded or not settings.core_banking_simulator_camt_push:
+        return None
+    client_id = settings.core_banking_simulator_push_client_id
+    secret = settings.core_banking_simulator_push_client_secret
+    if client_id and secret is not None:
+        return client_id, secret.get_secret_value()
+    if settings.environment != "development":
+        return None
+    actor = "serve:embedded-core-banking-simulator"
+    for partner in gateway.partners.list():
+        if (
+            partner["kind"] == "core"
+            and partner["name"] == SIMULATOR_CORE_PARTNER
+            and partner["status"] == "active"
+        ):
+            return partner["id"], gateway.partners.rotate_secret(partner["id"], actor=actor)
+    view, new_secret = gateway.partners.create(
+        name=SIMULATOR_CORE_PARTNER, kind="core", scopes=["settlement:write"], actor=actor
+    )
+    return view["id"], new_secret
 
 
 def _start_embedded_core_banking(settings: Settings) -> Any:
@@ -735,7 +782,15 @@ def simulator_sms(host: str, port: int, token: str | None) -> None:
     help="Ledger: SQLite file or ':memory:' (default GATEWAY_CORE_BANKING_SIMULATOR_DB).",
 )
 @click.option("--seed/--no-seed", default=True, show_default=True, help="Open the demo accounts.")
-def simulator_core_banking(host: str | None, port: int | None, db: str | None, seed: bool) -> None:
+@click.option(
+    "--push-to",
+    default=None,
+    help="A gateway's base URL: push booked entries there as camt.054 (and camt.053 after each "
+    "day), as the core partner GATEWAY_CORE_BANKING_SIMULATOR_PUSH_CLIENT_ID/_SECRET.",
+)
+def simulator_core_banking(
+    host: str | None, port: int | None, db: str | None, seed: bool, push_to: str | None
+) -> None:
     """Serve the core-banking SOAP simulator in the foreground.
 
     Seeded demo accounts and the fault-injection API: docs/core-banking-simulator.md.
@@ -766,6 +821,22 @@ def simulator_core_banking(host: str | None, port: int | None, db: str | None, s
         raise click.ClickException(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}"
         ) from None
+    if push_to:
+        client_id = settings.core_banking_simulator_push_client_id
+        secret = settings.core_banking_simulator_push_client_secret
+        if not client_id or secret is None:
+            server.shutdown()
+            raise click.ClickException(
+                "--push-to needs GATEWAY_CORE_BANKING_SIMULATOR_PUSH_CLIENT_ID and _SECRET "
+                "(a partner of kind core: wallet-gateway partners create --kind core ...)"
+            )
+        core.start_camt_push(
+            push_to,
+            client_id=client_id,
+            client_secret=secret.get_secret_value(),
+            interval=settings.core_banking_simulator_camt_interval_seconds,
+            version=settings.core_banking_simulator_camt_version,
+        )
     console = Console(stderr=True)
     table = Table("account", "holder", "currency", "status", "kind", "available")
     for row in core.ledger.accounts():
@@ -942,6 +1013,133 @@ def webhooks_replay(
         f"queued {result.queued} deliveries again; skipped {result.skipped} "
         "(endpoint disabled or deleted, or a delivery in flight)"
     )
+
+
+# --- reconciliation (docs/settlement.md) ---------------------------------------------------------
+
+
+def _business_date(value: str, option: str = "--date") -> Any:
+    from datetime import date
+
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter("expected a date such as 2026-01-31", param_hint=option) from None
+
+
+@main.group()
+def reconcile() -> None:
+    """Settlement reconciliation: reports, closing a date, resolving breaks."""
+
+
+@reconcile.command("report")
+@click.option("--date", "on", required=True, help="The settlement (booking) date, YYYY-MM-DD.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json"]),
+    default="csv",
+    show_default=True,
+    help="csv: one row per entry (and per missing entry); json: the summary and the rows.",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write here instead of standard output.",
+)
+def reconcile_report(on: str, fmt: str, output: Path | None) -> None:
+    """Every entry of a settlement date with what it matched and its break, if any.
+
+    Streams in pages with a progress bar (on standard error), so a day of millions of entries
+    takes bounded memory. Account numbers are masked.
+    """
+    import csv
+    import io
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from gateway.services.settlement import REPORT_COLUMNS
+
+    day = _business_date(on)
+    gateway = _container()
+    target = output.open("w", newline="", encoding="utf-8") if output else None
+    out: Any = target if target is not None else sys.stdout
+    try:
+        total = gateway.settlement.count_report_rows(day)
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=Console(stderr=True), transient=total < 10_000) as bar:
+            task = bar.add_task(f"reconciliation report {day.isoformat()}", total=total)
+            rows = gateway.settlement.report_rows(day)
+            if fmt == "csv":
+                writer = csv.DictWriter(out, fieldnames=REPORT_COLUMNS, lineterminator="\n")
+                writer.writeheader()
+                for count, row in enumerate(rows, start=1):
+                    writer.writerow(row)
+                    if count % 500 == 0:
+                        bar.update(task, completed=count)
+            else:
+                summary = gateway.settlement.report(day)
+                head = json.dumps(summary, indent=2)[:-2]  # reopen the object for the rows
+                out.write(head + ',\n  "rows": [')
+                buffer = io.StringIO()
+                for count, row in enumerate(rows, start=1):
+                    buffer.write(("\n    " if count == 1 else ",\n    ") + json.dumps(row))
+                    if count % 500 == 0:
+                        out.write(buffer.getvalue())
+                        buffer = io.StringIO()
+                        bar.update(task, completed=count)
+                out.write(buffer.getvalue() + "\n  ]\n}\n")
+            bar.update(task, completed=total)
+    finally:
+        if target is not None:
+            target.close()
+        gateway.close()
+
+
+@reconcile.command("close")
+@click.option("--date", "on", required=True, help="The settlement date to close, YYYY-MM-DD.")
+@click.option("--partner", "partner_id", default=None, help="Only this partner's settlement.")
+@click.option("--reason", required=True, help="Why (recorded in the audit log).")
+def reconcile_close(on: str, partner_id: str | None, reason: str) -> None:
+    """Complete the date's open settlements without waiting for the core's statement."""
+    from gateway.domain.errors import GatewayError
+
+    gateway = _container()
+    try:
+        closed = gateway.settlement.close_date(
+            _business_date(on), actor=_actor(), reason=reason, partner_id=partner_id
+        )
+    except GatewayError as exc:
+        raise click.ClickException(exc.detail) from None
+    finally:
+        gateway.close()
+    for row in closed:
+        click.echo(f"{row['id']} {row['partner_id']} net {row['net']['value']} {row['currency']}")
+    click.echo(f"completed {len(closed)} settlement(s)")
+
+
+@reconcile.command("resolve")
+@click.argument("break_id")
+@click.option("--reason", required=True, help="Why (recorded in the audit log).")
+def reconcile_resolve(break_id: str, reason: str) -> None:
+    """Resolve a reconciliation break."""
+    from gateway.domain.errors import GatewayError
+
+    gateway = _container()
+    try:
+        view = gateway.settlement.resolve_break(break_id, reason=reason, actor=_actor())
+    except GatewayError as exc:
+        raise click.ClickException(exc.detail) from None
+    finally:
+        gateway.close()
+    click.echo(f"break {view['id']} ({view['type']}) resolved")
 
 
 if __name__ == "__main__":  # pragma: no cover

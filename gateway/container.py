@@ -25,6 +25,7 @@ from gateway.services.partners import PartnerService
 from gateway.services.payout_recovery import PayoutRecovery
 from gateway.services.payouts import PayoutPolicy, PayoutService
 from gateway.services.provider_webhooks import ProviderWebhooks, WebhookLimits
+from gateway.services.settlement import SettlementPolicy, SettlementService
 from gateway.services.transfer_recovery import TransferRecovery
 from gateway.services.transfers import TransferPolicy, TransferService
 from gateway.services.webhook_endpoints import WebhookEndpointService
@@ -65,6 +66,7 @@ class Container:
     payouts: PayoutService
     payout_recovery: PayoutRecovery
     provider_webhooks: ProviderWebhooks
+    settlement: SettlementService
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
     # Background loops started by `serve` (threads) or `worker` (processes): name -> factory.
     workers: dict[str, Callable[[], Any]] = field(default_factory=dict)
@@ -124,6 +126,38 @@ def payout_policy(settings: Settings) -> PayoutPolicy:
         not_found_after=timedelta(seconds=settings.payout_not_found_after_seconds),
         stale=timedelta(seconds=settings.recovery_stale_processing_seconds),
     )
+
+
+def settlement_policy(settings: Settings) -> SettlementPolicy:
+    from zoneinfo import ZoneInfo
+
+    return SettlementPolicy(
+        missing_entry_sla=timedelta(hours=settings.settlement_missing_entry_sla_hours),
+        missing_entry_lookback=timedelta(days=settings.settlement_missing_entry_lookback_days),
+        batch_size=settings.settlement_apply_batch_size,
+        message_lease=timedelta(seconds=settings.settlement_message_lease_seconds),
+        max_errors=settings.settlement_max_errors,
+        fee_income_accounts=dict(settings.fee_income_accounts),
+        clearing_accounts=dict(settings.settlement_clearing_accounts),
+        timezone=ZoneInfo(settings.business_timezone),
+    )
+
+
+def settlement_jobs(settings: Settings, settlement: SettlementService) -> dict[str, Any]:
+    """The reconciliation workers (docs/settlement.md): overdue entries, stalled messages."""
+    from gateway.workers.runner import Job
+
+    return {
+        "reconciliation-missing-entries": lambda: Job(
+            "reconciliation-missing-entries",
+            lambda: settlement.detect_missing_entries(500),
+            settings.settlement_missing_entry_interval_seconds,
+            500,
+        ),
+        "settlement-resume": lambda: Job(
+            "settlement-resume", lambda: settlement.resume_stalled(5), 30.0, 5
+        ),
+    }
 
 
 def build_container(settings: Settings, **overrides: Any) -> Container:
@@ -227,6 +261,8 @@ def build_container(settings: Settings, **overrides: Any) -> Container:
                 max_bytes=settings.provider_notification_max_bytes,
             ),
         ),
+        # --- settlement and reconciliation (docs/settlement.md) ---
+        settlement=SettlementService(db, clock, settlement_policy(settings)),
         # --- webhooks (docs/webhooks.md) ---
         events=EventService(db),
         webhook_endpoints=WebhookEndpointService(
@@ -248,6 +284,7 @@ def build_container(settings: Settings, **overrides: Any) -> Container:
         settings.recovery_interval_seconds,
         50,
     )
+    container.workers.update(settlement_jobs(settings, container.settlement))
     for name, value in overrides.items():
         if not hasattr(container, name):
             raise TypeError(f"unknown container override {name!r}")

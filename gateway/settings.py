@@ -458,6 +458,71 @@ class Settings(BaseSettings):
         description="Largest provider notification body accepted and stored for audit.",
     )
 
+    # --- settlement and reconciliation (docs/settlement.md) ----------------------------------
+    settlement_missing_entry_sla_hours: float = Field(
+        26.0,
+        gt=0,
+        le=24 * 14,
+        description="A succeeded transfer, refund or fee whose entry the core has not reported "
+        "this long after it succeeded becomes a `missing_entry` break (a day plus the time the "
+        "end-of-day statement takes to arrive).",
+    )
+    settlement_missing_entry_lookback_days: float = Field(
+        7.0,
+        gt=0,
+        le=366,
+        description="How far back (beyond the SLA) the missing-entry check looks; older "
+        "movements are not reconsidered.",
+    )
+    settlement_missing_entry_interval_seconds: float = Field(
+        300.0, gt=0, description="How often the missing-entry check runs (worker job)."
+    )
+    settlement_apply_batch_size: int = Field(
+        1000,
+        ge=10,
+        le=20000,
+        description="Entries matched and committed per transaction when applying a message.",
+    )
+    settlement_message_lease_seconds: int = Field(
+        300,
+        ge=30,
+        description="A message being received or applied belongs to its process this long "
+        "(renewed as it progresses); after that a resend or the resume job takes it over.",
+    )
+    settlement_max_errors: int = Field(
+        20,
+        ge=1,
+        le=1000,
+        description="At most this many errors are reported for a rejected message.",
+    )
+    settlement_clearing_accounts: dict[str, str] = Field(
+        default_factory=dict,
+        description="Provider clearing accounts reconciled besides partner settlement and fee "
+        'income accounts, JSON {"account": "provider"}: entries on them that match nothing '
+        "become `unmatched_entry` breaks.",
+    )
+    core_banking_simulator_camt_push: bool = Field(
+        True,
+        description="Development: the embedded core-banking simulator pushes its booked entries "
+        "to this gateway (`POST /core/v1/iso20022`) as camt.054 and, after each day, a camt.053 "
+        "per settlement, clearing and fee account, as a `core` partner (created for it unless "
+        "the push client id/secret are set). Ignored outside development.",
+    )
+    core_banking_simulator_camt_interval_seconds: float = Field(
+        10.0, gt=0, le=3600, description="How often the simulator pushes new entries."
+    )
+    core_banking_simulator_camt_version: Literal["001.02", "001.04", "001.08"] = Field(
+        "001.08", description="camt.053/camt.054 version the simulator emits."
+    )
+    core_banking_simulator_push_client_id: str | None = Field(
+        None,
+        description="Client id of the `core` partner the simulator pushes as (standalone "
+        "simulator, or to reuse one partner across restarts).",
+    )
+    core_banking_simulator_push_client_secret: SecretStr | None = Field(
+        None, description="Client secret of that partner."
+    )
+
     @field_validator(
         "rate_limit_default", "provider_webhook_rate_limit", "provider_webhook_invalid_rate_limit"
     )

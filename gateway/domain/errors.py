@@ -12,11 +12,15 @@ from typing import Any, ClassVar, TypedDict
 
 
 class FieldError(TypedDict, total=False):
-    """One entry of a problem's `errors[]`: where (JSON pointer or parameter) and what."""
+    """One entry of a problem's `errors[]`: where (JSON pointer or parameter, or for XML
+    bodies the element `path` and `line`) and what."""
 
     pointer: str
     parameter: str
     header: str
+    path: str
+    line: int
+    column: int
     detail: str
 
 

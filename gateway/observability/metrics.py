@@ -134,3 +134,34 @@ PAYOUT_ANOMALIES = Counter(
     "reported another amount, or the capture was refused by the core",
     ["provider", "kind"],
 )
+# --- settlement and reconciliation (docs/settlement.md) -----------------------------------------
+SETTLEMENT_MESSAGES = Counter(
+    "gateway_settlement_messages_total",
+    "Settlement messages from the core by format (camt.053.001.08, settlement-events, ...) and "
+    "outcome (applied, replayed, rejected)",
+    ["format", "outcome"],
+)
+SETTLEMENT_ENTRIES = Counter(
+    "gateway_settlement_entries_total",
+    "Booked entries read from the core's messages, by how they were matched (matched, "
+    "counterpart, confirmed, unmatched, duplicate, reversal, outside_scope)",
+    ["outcome"],
+)
+RECONCILIATION_BREAKS = Counter(
+    "gateway_reconciliation_breaks_total", "Reconciliation breaks detected, by type", ["kind"]
+)
+RECONCILIATION_BREAKS_OPEN = Gauge(
+    "gateway_reconciliation_breaks_open",
+    "Open reconciliation breaks by type (the shared database's count: alert on max)",
+    ["kind"],
+    multiprocess_mode="livemax",
+)
+
+# --- transfers (gateway/services/transfers.py, transfer_recovery.py) ----------------------------
+TRANSFERS_UNKNOWN = Gauge(
+    "gateway_transfers_unknown",
+    "Transfers and refunds whose core outcome is unknown or unrecorded (refreshed by the "
+    "transfer-recovery worker): money in doubt until GetTransactionStatus resolves it",
+    ["kind"],
+    multiprocess_mode="max",
+)

@@ -12,12 +12,13 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 
 from adapters.base import CoreBankingError, CoreBankingRejected, OutcomeUnknown, PostingResult
 from gateway.domain.money import Money
 from gateway.domain.transfers import RefundStatus, TransferStatus
 from gateway.observability.logging import get_logger
+from gateway.observability.metrics import TRANSFERS_UNKNOWN
 from gateway.services.transfers import TransferService
 from gateway.store.tables import Refund, Transfer
 
@@ -89,7 +90,20 @@ class TransferRecovery:
                 self.resolve_refund(refund_id)
             except CoreBankingError as exc:
                 log.warning("recovery_deferred", refund_id=refund_id, code=exc.code)
+        self._report_unknown()
         return len(transfers) + len(refunds)
+
+    def _report_unknown(self) -> None:
+        """Refresh the gauge operators alert on: money whose outcome is still in doubt."""
+        with self.db.read() as session:
+            for kind, model, states in (
+                ("transfer", Transfer, [S.UNKNOWN.value, S.PROCESSING.value]),
+                ("refund", Refund, [RefundStatus.UNKNOWN.value, RefundStatus.PROCESSING.value]),
+            ):
+                count = session.scalar(
+                    select(func.count()).select_from(model).where(model.status.in_(states))
+                )
+                TRANSFERS_UNKNOWN.labels(kind).set(count or 0)
 
     # --- transfers ---------------------------------------------------------------------------
 

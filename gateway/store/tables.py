@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -519,6 +520,201 @@ class ProviderNotification(Base):
     __table_args__ = (UniqueConstraint("provider", "event_id"),)
 
 
+# --- settlement and reconciliation (docs/settlement.md) -------------------------------------------
+
+
+class SettlementMessage(Base):
+    """One message the core pushed (camt.053/camt.054 or a JSON batch), idempotent per sender.
+
+    `message_id` is the ISO 20022 GrpHdr/MsgId (or the JSON batch id): a resend under the same
+    id is answered with `result` and applied again never. While `status` is `receiving` or
+    `applying` the row is leased to the process working on it; a lapsed lease lets a resend (or
+    the resume worker) take over. The raw bytes are kept gzip-compressed in
+    `settlement_message_chunks` for audit.
+    """
+
+    __tablename__ = "settlement_messages"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    sender_id: Mapped[str] = mapped_column(String(40), ForeignKey("partners.id"))
+    message_id: Mapped[str] = mapped_column(String(255))
+    format: Mapped[str] = mapped_column(String(40))  # camt.053.001.08 | settlement-events
+    kind: Mapped[str] = mapped_column(String(20))  # statement | notification | events
+    status: Mapped[str] = mapped_column(String(20))  # receiving | applying | applied
+    lease_until: Mapped[datetime | None]
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    entry_count: Mapped[int] = mapped_column(Integer, default=0)
+    applied_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime | None]  # the sender's CreDtTm
+    received_at: Mapped[datetime]
+    applied_at: Mapped[datetime | None]
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+    __table_args__ = (
+        UniqueConstraint("sender_id", "message_id"),
+        Index(None, "status", "lease_until"),
+        Index(None, "received_at"),
+    )
+
+
+class SettlementMessageChunk(Base):
+    """A piece of a message's raw bytes, gzip-compressed (chunks concatenate to one gzip)."""
+
+    __tablename__ = "settlement_message_chunks"
+
+    message_pk: Mapped[str] = mapped_column(
+        String(40), ForeignKey("settlement_messages.id"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class SettlementEntryRow(Base):
+    """One booked entry on a reconciled account, with what it matched and how it counts.
+
+    `entry_key` is the entry's identity (account, side and the core's reference): the same
+    booked entry arriving again (camt.054 intraday, then camt.053) is one row. `role` says how
+    it was read: primary (the movement's own leg), counterpart (the other leg of a posting
+    whose primary leg is elsewhere), reversal, duplicate or unmatched. `counted` entries make
+    up the partner's net position for `settlement_date`.
+    """
+
+    __tablename__ = "settlement_entries"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    entry_key: Mapped[str] = mapped_column(String(64), unique=True)
+    message_pk: Mapped[str] = mapped_column(String(40), ForeignKey("settlement_messages.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    confirmed_by: Mapped[str | None] = mapped_column(String(40))  # the statement that listed it
+    account: Mapped[str] = mapped_column(String(34))
+    currency: Mapped[str] = mapped_column(String(3))
+    amount: Mapped[int] = mapped_column(BigInteger)  # positive minor units
+    side: Mapped[str] = mapped_column(String(6))  # credit | debit
+    reversal: Mapped[bool] = mapped_column(Boolean, default=False)
+    booking_date: Mapped[date] = mapped_column(Date)
+    value_date: Mapped[date | None] = mapped_column(Date)
+    reference: Mapped[str | None] = mapped_column(String(64))
+    core_reference: Mapped[str | None] = mapped_column(String(64))
+    entry_reference: Mapped[str | None] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(20))
+    matched_type: Mapped[str | None] = mapped_column(String(20))  # transfer|refund|fee|payout
+    matched_id: Mapped[str | None] = mapped_column(String(40))
+    partner_id: Mapped[str | None] = mapped_column(String(40), ForeignKey("partners.id"))
+    settlement_date: Mapped[date] = mapped_column(Date)
+    category: Mapped[str | None] = mapped_column(String(20))
+    signed_amount: Mapped[int] = mapped_column(BigInteger)
+    counted: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+
+    __table_args__ = (
+        UniqueConstraint("message_pk", "seq"),
+        Index(None, "matched_id"),
+        Index(None, "partner_id", "settlement_date"),
+        Index(None, "settlement_date", "id"),
+        Index(None, "core_reference"),
+    )
+
+
+class ReconciliationBreak(Base):
+    """A disagreement between the core's books and ours, until an operator resolves it.
+
+    `break_key` makes detection idempotent: one break per entry (and type), one
+    `missing_entry` per expected movement, however often the detector runs.
+    """
+
+    __tablename__ = "reconciliation_breaks"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    break_key: Mapped[str] = mapped_column(String(120), unique=True)
+    type: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20))  # open | resolved
+    partner_id: Mapped[str | None] = mapped_column(String(40), ForeignKey("partners.id"))
+    settlement_date: Mapped[date | None] = mapped_column(Date)
+    entry_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("settlement_entries.id")
+    )
+    message_pk: Mapped[str | None] = mapped_column(String(40))
+    resource_type: Mapped[str | None] = mapped_column(String(20))
+    resource_id: Mapped[str | None] = mapped_column(String(40))
+    reference: Mapped[str | None] = mapped_column(String(64))
+    core_reference: Mapped[str | None] = mapped_column(String(64))
+    account_mask: Mapped[str | None] = mapped_column(String(12))
+    expected_amount: Mapped[int | None] = mapped_column(BigInteger)
+    expected_currency: Mapped[str | None] = mapped_column(String(3))
+    actual_amount: Mapped[int | None] = mapped_column(BigInteger)
+    actual_currency: Mapped[str | None] = mapped_column(String(3))
+    details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    detected_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(100))
+    resolution: Mapped[str | None] = mapped_column(String(500))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        Index(None, "status", "type"),
+        Index(None, "partner_id", "id"),
+        Index(None, "settlement_date", "id"),
+        Index(None, "resource_id"),
+    )
+
+
+class Settlement(Base):
+    """A partner's net position for one settlement (booking) date, `open` until completed.
+
+    Completed by the end-of-day statement (camt.053) of the partner's settlement account, or
+    by an operator; then frozen and announced with `settlement.completed`.
+    """
+
+    __tablename__ = "settlements"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    partner_id: Mapped[str] = mapped_column(String(40), ForeignKey("partners.id"))
+    settlement_date: Mapped[date] = mapped_column(Date)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(20))  # open | completed
+    debits: Mapped[int] = mapped_column(BigInteger, default=0)
+    credits: Mapped[int] = mapped_column(BigInteger, default=0)
+    refunds: Mapped[int] = mapped_column(BigInteger, default=0)
+    fees: Mapped[int] = mapped_column(BigInteger, default=0)
+    reversals: Mapped[int] = mapped_column(BigInteger, default=0)
+    net: Mapped[int] = mapped_column(BigInteger, default=0)
+    entry_count: Mapped[int] = mapped_column(Integer, default=0)
+    completed_at: Mapped[datetime | None]
+    completed_by: Mapped[str | None] = mapped_column(String(100))
+    statement_message_pk: Mapped[str | None] = mapped_column(String(40))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        UniqueConstraint("partner_id", "settlement_date"),
+        Index(None, "partner_id", "id"),
+        Index(None, "settlement_date"),
+    )
+
+
+# Lookups reconciliation makes on tables other features own: matching an entry to a transfer by
+# its fee reference or the core's reference, a refund by the core's reference, and finding the
+# movements whose entry is overdue.
+UNSETTLED_CONDITION = "settlement_date IS NULL"
+Index("ix_transfers_fee_reference", Transfer.fee_reference)
+Index("ix_transfers_core_reference", Transfer.core_reference)
+Index(
+    "ix_transfers_unsettled_completed_at",
+    Transfer.completed_at,
+    sqlite_where=text(UNSETTLED_CONDITION),
+    postgresql_where=text(UNSETTLED_CONDITION),
+)
+Index("ix_transfers_fee_status_completed_at", Transfer.fee_status, Transfer.completed_at)
+Index("ix_refunds_core_reference", Refund.core_reference)
+Index("ix_refunds_status_updated_at", Refund.status, Refund.updated_at)
+
+
 __all__ = [
     "AuditEntry",
     "Base",
@@ -532,8 +728,13 @@ __all__ = [
     "Payout",
     "PayoutTransition",
     "ProviderNotification",
+    "ReconciliationBreak",
     "Refund",
     "RiskEvent",
+    "Settlement",
+    "SettlementEntryRow",
+    "SettlementMessage",
+    "SettlementMessageChunk",
     "Transfer",
     "TransferTransition",
     "VaultEntry",

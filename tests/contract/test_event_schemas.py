@@ -59,6 +59,26 @@ def _sample(event_type: str) -> Event:
         }
     if resource == "payout":
         data = payout_snapshot(resource_id, event_type.split(".")[1])
+    if resource == "settlement":
+        money = {"value": "0.00", "currency": "CNY"}
+        data = {
+            "id": resource_id,
+            "partner_id": new_id("ptn"),
+            "status": "completed",
+            "settlement_date": "2026-01-02",
+            "currency": "CNY",
+            "debits": {"value": "150.00", "currency": "CNY"},
+            "credits": money,
+            "refunds": money,
+            "fees": {"value": "1.50", "currency": "CNY"},
+            "reversals": money,
+            "net": {"value": "148.50", "currency": "CNY"},
+            "entry_count": 3,
+            "completion": "statement",
+            "completed_at": "2026-01-03T00:05:00Z",
+            "created_at": "2026-01-02T09:00:00Z",
+            "updated_at": "2026-01-03T00:05:00Z",
+        }
     return Event(
         id=new_id("evt"),
         partner_id=None,

@@ -7,6 +7,7 @@ recovery worker asks GetTransactionStatus and the money moves exactly once or no
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -207,6 +208,10 @@ def test_recovery_backs_off_while_the_core_is_down(
     with core_simulator.fault("GetTransactionStatus", "unavailable"):
         _recover(container, clock, seconds=2)
     assert _status(client, s, transfer["id"])["status"] == "unknown"
+    gauge = re.search(
+        r'^gateway_transfers_unknown\{kind="transfer"\} (\S+)$', client.get("/metrics").text, re.M
+    )
+    assert gauge is not None and float(gauge.group(1)) >= 1  # operators see money in doubt
     _recover(container, clock, seconds=timedelta(minutes=10).total_seconds())
     s.partner.renew()
     assert _status(client, s, transfer["id"])["status"] == "succeeded"

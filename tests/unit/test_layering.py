@@ -28,6 +28,7 @@ RULES = [
     ("gateway/domain", ("gateway.", "adapters")),
     ("adapters", ("gateway.api", "gateway.services", "gateway.store", "gateway.app")),
     ("gateway/services", ("gateway.api", "gateway.app")),
+    ("gateway/iso20022", ("gateway.api", "gateway.services", "gateway.store", "gateway.app")),
     ("gateway/store", ("gateway.api", "gateway.services", "gateway.app")),
 ]
 

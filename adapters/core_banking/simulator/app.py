@@ -10,6 +10,7 @@ Endpoints:
   GET  /core-banking?xsd=core-banking.xsd the schema the WSDL imports
   POST /core-banking                      SOAP 1.1 (every request validated against the XSD)
   /simulator/...                          admin JSON API (faults, accounts, postings, holds)
+  GET  /simulator/camt054, /simulator/camt053  ISO 20022 messages of booked entries (camt.py)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import socket
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -36,7 +38,7 @@ from adapters.core_banking.contract import (
     wsdl_path,
     xsd_path,
 )
-from adapters.core_banking.simulator import envelope, seed
+from adapters.core_banking.simulator import camt, envelope, seed
 from adapters.core_banking.simulator.envelope import CB, SoapRequest, SoapRequestError
 from adapters.core_banking.simulator.faults import FaultInjector, FaultRule, Plan
 from adapters.core_banking.simulator.ledger import (
@@ -81,6 +83,7 @@ class CoreBankingSimulator:
         self._counter_lock = threading.Lock()
         self._wake = threading.Event()
         self.server: SimulatorServer | None = None  # the last one started by serve()
+        self.pusher: camt.CamtPusher | None = None  # camt messages to a gateway, if started
         if seed_demo_accounts:
             seed.seed(self.ledger)
         self.app = self._create_app()
@@ -143,6 +146,48 @@ class CoreBankingSimulator:
 
     def posting_count(self, reference: str) -> int:
         return len(self.ledger.postings(reference=reference))
+
+    # --- ISO 20022 (camt.py) -----------------------------------------------------------------
+
+    def camt_entries(
+        self, *, after: int = 0, accounts: list[str] | None = None, day: date | None = None
+    ) -> list[camt.CamtEntry]:
+        """Booked entries as camt reports them (tests edit them to plant breaks)."""
+        return camt.ledger_entries(self.ledger, after=after, accounts=accounts, day=day)
+
+    def camt054(
+        self, *, after: int = 0, accounts: list[str] | None = None, version: str = "001.08"
+    ) -> tuple[bytes, int] | None:
+        """A camt.054 of the entries booked after entry id `after`, and its last entry id."""
+        return camt.notification_for(self.ledger, after=after, accounts=accounts, version=version)
+
+    def camt053(self, account: str, day: date, *, version: str = "001.08") -> bytes:
+        """The end-of-day statement of `account` for `day`."""
+        return camt.statement_for(self.ledger, account, day, version=version)
+
+    def start_camt_push(
+        self,
+        gateway_url: str,
+        *,
+        client_id: str,
+        client_secret: str,
+        interval: float = 10.0,
+        version: str = "001.08",
+    ) -> camt.CamtPusher:
+        """Push new entries (camt.054) and finished days' statements (camt.053) to a gateway."""
+        if self.pusher is not None:
+            self.pusher.stop()
+        self.pusher = camt.CamtPusher(
+            self.ledger,
+            gateway_url=gateway_url,
+            client_id=client_id,
+            client_secret=client_secret,
+            version=version,
+            interval=interval,
+            clock=self.clock,
+        )
+        self.pusher.start()
+        return self.pusher
 
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> SimulatorServer:
         """Serve on a threaded HTTP server in a daemon thread (port 0 picks a free port)."""
@@ -704,6 +749,55 @@ def register_admin(app: Flask, simulator: CoreBankingSimulator) -> None:
         )
         return jsonify({"count": len(rows), "data": [_hold_json(row) for row in rows]})
 
+    @app.get("/simulator/camt054")
+    def camt054() -> Response:
+        accounts = request.args.getlist("account") or camt.reconciled_accounts(ledger)
+        built = simulator.camt054(
+            after=int(request.args.get("since", "0") or 0),
+            accounts=accounts,
+            version=request.args.get("version", "001.08"),
+        )
+        if built is None:
+            return Response(status=204)
+        data, last = built
+        return Response(
+            data,
+            content_type="application/xml",
+            headers={"X-Camt-Last-Entry": str(last)},
+        )
+
+    @app.get("/simulator/camt053")
+    def camt053() -> Response:
+        account = request.args.get("account")
+        if not account:
+            raise _BadRequest("account is required")
+        try:
+            day = date.fromisoformat(request.args.get("date", ""))
+        except ValueError:
+            raise _BadRequest("date must be YYYY-MM-DD") from None
+        version = request.args.get("version", "001.08")
+        ledger.get_account(account)  # 404 for an unknown account
+        return Response(
+            camt.statement_parts(ledger, account, day, version=version),
+            content_type="application/xml",
+        )
+
+    @app.post("/simulator/camt/push")
+    def camt_push() -> tuple[Response, int]:
+        pusher = simulator.pusher
+        if pusher is None:
+            return jsonify({"error": "no gateway to push to (see docs)"}), 409
+        data = request.get_json(silent=True) or {}
+        try:
+            pushed = pusher.push_notifications()
+            statements = []
+            if data.get("statement_date"):
+                day = date.fromisoformat(str(data["statement_date"]))
+                statements = pusher.push_statements(day)
+        except (camt.PushFailed, ValueError) as exc:
+            return jsonify({"error": str(exc)}), 502
+        return jsonify({"entries_pushed": pushed, "statements": statements}), 200
+
     @app.post("/simulator/reset")
     def reset_ledger() -> Response:
         simulator.reset_faults()
@@ -774,6 +868,8 @@ class SimulatorServer:
 
     def shutdown(self) -> None:
         self.simulator.reset_faults()  # wakes stalled requests
+        if self.simulator.pusher is not None:
+            self.simulator.pusher.stop()
         if self._thread.is_alive():
             self._server.shutdown()
             self._thread.join(timeout=5)

@@ -103,6 +103,10 @@ CREATE TABLE IF NOT EXISTS rejections (
     code TEXT NOT NULL,
     at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS sim_state (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
 
 
@@ -901,6 +905,71 @@ class Ledger:
                 (row["external_reference"], code, _stamp(self._now())),
             )
 
+    def booked_entries(
+        self,
+        *,
+        after: int = 0,
+        accounts: list[str] | None = None,
+        day: date | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Statement entries with their posting's kind, in booking order (camt messages).
+
+        `after` is an entry id cursor (camt.054 "since"); `day` a booking date (camt.053).
+        """
+        clauses: list[str] = ["e.id > ?"]
+        params: list[Any] = [after]
+        if accounts is not None:
+            if not accounts:
+                return []
+            clauses.append(f"e.account IN ({', '.join('?' * len(accounts))})")
+            params += accounts
+        if day is not None:
+            clauses.append("e.booking_date = ?")
+            params.append(day.isoformat())
+        query = (
+            "SELECT e.id, e.account, e.credit_debit, e.amount_units, e.currency, e.booking_date, "  # noqa: S608 - fixed clauses
+            "e.value_date, e.external_reference, e.core_reference, e.description, p.kind, "
+            "p.original_reference, p.booked_at FROM entries e "
+            "JOIN postings p ON p.id = e.posting_id "
+            f"WHERE {' AND '.join(clauses)} ORDER BY e.id"
+        )
+        if limit is not None:
+            query += " LIMIT ?"
+            params.append(limit)
+        with self._lock:
+            rows = self._db.execute(query, params).fetchall()
+        return [dict(row) for row in rows]
+
+    def balance_at_end_of(self, number: str, day: date) -> Decimal:
+        """The account's booked (ledger) balance at the end of `day`."""
+        with self._lock:
+            account = self._account(self._db, number, "AccountNumber")
+            later = self._db.execute(
+                "SELECT COALESCE(SUM(CASE credit_debit WHEN 'CRDT' THEN amount_units "
+                "ELSE -amount_units END), 0) FROM entries WHERE account=? AND booking_date > ?",
+                (number, day.isoformat()),
+            ).fetchone()[0]
+        return to_decimal(int(account["ledger_units"]) - int(later))
+
+    def last_entry_id(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COALESCE(MAX(id), 0) FROM entries").fetchone()[0])
+
+    def get_state(self, key: str) -> str | None:
+        """Simulator bookkeeping that must survive restarts (e.g. the camt push cursor)."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM sim_state WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_state(self, key: str, value: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO sim_state(key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (key, value),
+            )
+
     def account_view(self, number: str) -> dict[str, Any]:
         """An account row with its current available balance (`available_units`)."""
         with self._tx() as db:
@@ -958,7 +1027,7 @@ class Ledger:
     def reset(self) -> None:
         """Delete everything (the caller reseeds)."""
         with self._tx() as db:
-            for table in ("entries", "postings", "holds", "rejections", "accounts"):
+            for table in ("entries", "postings", "holds", "rejections", "accounts", "sim_state"):
                 db.execute(f"DELETE FROM {table}")  # noqa: S608
 
 
