@@ -422,9 +422,9 @@ class RepliesToWebhooks(Protocol):
     Adapters without it get the gateway's default: 204 on success, a problem+json on failure.
     """
 
-    def webhook_reply(self, *, accepted: bool, status: int, message: str) -> WebhookReply:
+    def webhook_reply(self, *, accepted: bool, status: int, message: str) -> WebhookReply | None:
         """The answer for a notification that was taken (`accepted`, `status` 2xx) or refused
-        (`status` 4xx/5xx, `message` partner-safe)."""
+        (`status` 4xx/5xx, `message` partner-safe); None keeps the gateway's default."""
         ...
 
 

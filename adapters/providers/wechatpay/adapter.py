@@ -279,7 +279,7 @@ class WechatPayProvider:
         )
         return webhooks.parse(notification)
 
-    def webhook_reply(self, *, accepted: bool, status: int, message: str) -> WebhookReply:
+    def webhook_reply(self, *, accepted: bool, status: int, message: str) -> WebhookReply | None:
         """WeChat Pay: 204 without a body when taken; `{"code": "FAIL", "message": …}` with
         the error status otherwise (it retries)."""
         if accepted:
