@@ -101,9 +101,10 @@ class Outbox:
             return list(self.records)
 
     def deliver(
-        self, now: datetime, send: Callable[[str, dict[str, str], bytes], tuple[int, bytes]]
+        self, now: datetime, send: Callable[[CallbackRecord], tuple[int, bytes]]
     ) -> list[CallbackRecord]:
-        """Send every callback whose time has come; returns those attempted."""
+        """Send every callback whose time has come (`send(record)` -> status, body); returns
+        those attempted."""
         delivered = []
         with self._deliver_lock:
             with self._lock:
@@ -117,7 +118,7 @@ class Outbox:
             for record in due:
                 record.attempts += 1
                 try:
-                    status, body = send(record.url, dict(record.headers), record.body)
+                    status, body = send(record)
                 except requests.RequestException as exc:
                     record.statuses.append(type(exc).__name__)
                     record.due_at = now + self.retry * record.attempts

@@ -260,8 +260,8 @@ class AlipaySandbox:
         self.settle_due()
         send = sender if sender is not None else self.sender
 
-        def post(url: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
-            answer = send(url, headers, body)
+        def post(record: CallbackRecord) -> tuple[int, bytes]:
+            answer = send(record.url, dict(record.headers), record.body)
             return answer if isinstance(answer, tuple) else (int(answer), b"")
 
         return self.outbox.deliver(self.clock.now(), post)

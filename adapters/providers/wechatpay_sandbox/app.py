@@ -256,8 +256,13 @@ class WechatPaySandbox:
         self.settle_due()
         send = sender if sender is not None else self.sender
 
-        def post(url: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
-            return send(url, headers, body), b""
+        def post(record: CallbackRecord) -> tuple[int, bytes]:
+            # Every attempt is signed afresh (a retry hours later is inside the window again).
+            headers = {
+                **record.headers,
+                **self._signed_headers(record.body, key=self._forger if record.forged else None),
+            }
+            return send(record.url, headers, record.body), b""
 
         return self.outbox.deliver(self.clock.now(), post)
 
