@@ -29,7 +29,7 @@ def _webhook(provider: str) -> Any:
             provider,
             flask.request.method,
             dict(flask.request.headers.items()),
-            flask.request.get_data(cache=False),
+            flask.request.get_data(cache=True),
         )
     except GatewayError as exc:
         reply = webhooks.reply(provider, accepted=False, status=exc.status, message=exc.detail)
@@ -51,6 +51,15 @@ def _response(
     elif not body:
         response.headers.pop("Content-Type", None)
     return response
+
+
+def keep_raw_body() -> None:
+    """Flask `before_request`: read a provider notification's body before anything parses it
+    as a form (connexion does, for `application/x-www-form-urlencoded`), so the adapter
+    verifies the exact bytes that arrived."""
+    path = flask.request.path
+    if path.startswith("/v1/providers/") and path.endswith("/webhooks"):
+        flask.request.get_data(cache=True, parse_form_data=False)
 
 
 def account_name(provider: str, identifier: str, type: str = "msisdn") -> dict[str, Any]:

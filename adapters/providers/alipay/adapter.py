@@ -193,7 +193,9 @@ class AlipayProvider:
             amount=amount,
             out_request_no=reference,
         )
-        answer = self.client.call(mapping.METHOD_REFUND, biz, read=False)
+        answer = self.client.call(
+            mapping.METHOD_REFUND, biz, read=False, notify_url=self.context.callback_url(self.id)
+        )
         if not answer.ok:
             return self._refused(answer)
         if answer.value.get("fund_change") == "Y":

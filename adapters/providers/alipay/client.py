@@ -229,7 +229,7 @@ class AlipayClient:
             code=answer.code,
             sub_code=str(answer.value.get("sub_code", ""))[:60] or None,
             outcome=outcome,
-            signature=reason or "verified",
+            verification=reason or "verified",
             duration_ms=round((time.perf_counter() - started) * 1000),
         )
         if answer.ok and not answer.verified:

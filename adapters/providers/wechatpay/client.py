@@ -262,7 +262,7 @@ class WechatPayClient:
             operation=operation,
             status=response.status_code,
             outcome=outcome,
-            signature=reason or "verified",
+            verification=reason or "verified",
             provider_request_id=request_id,
             duration_ms=round((time.perf_counter() - started) * 1000),
         )
