@@ -904,10 +904,10 @@ def simulator_wechatpay(host: str | None, port: int | None) -> None:
     """Serve the WeChat Pay API v3 sandbox in the foreground.
 
     It uses the gateway's GATEWAY_WECHATPAY_* settings: merchant id, AppID, certificate serial
-    and APIv3 key; it reads (or creates) the merchant key in GATEWAY_WECHATPAY_MERCHANT_PRIVATE_KEY_FILE
-    and publishes its platform public key into GATEWAY_WECHATPAY_PLATFORM_KEYS_DIR (defaults
-    under `<data_dir>/wechatpay-sandbox`). Users, fault modes and the admin API:
-    docs/providers/wechatpay.md.
+    and APIv3 key; it reads (or creates) the merchant key in
+    GATEWAY_WECHATPAY_MERCHANT_PRIVATE_KEY_FILE and publishes its platform public key into
+    GATEWAY_WECHATPAY_PLATFORM_KEYS_DIR (defaults under `<data_dir>/wechatpay-sandbox`).
+    Users, fault modes and the admin API: docs/providers/wechatpay.md.
     """
     from rich.console import Console
     from rich.table import Table

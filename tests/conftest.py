@@ -317,7 +317,9 @@ def _copy_keys(source: Path, target: Path, names: dict[str, str]) -> Path:
 
 
 @pytest.fixture(scope="session")
-def wechatpay_sandbox(clock: OffsetClock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def wechatpay_sandbox(
+    clock: OffsetClock, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
     """ONE WeChat Pay sandbox per session on a free loopback port, on the session clock.
 
     Transfers settle CN_PROCESSING_SECONDS after they are accepted (tests move the clock);

@@ -23,8 +23,8 @@ from pydantic import ValidationError
 from adapters.base import WalletProvider
 from adapters.providers.alipay import AlipayProvider, AlipaySettings
 from adapters.providers.gsma_mm import GsmaMmProvider, GsmaMmSettings
-from adapters.providers.wechatpay import WechatPayProvider, WechatPaySettings
 from adapters.providers.settings import ProviderContext, ProviderSettings
+from adapters.providers.wechatpay import WechatPayProvider, WechatPaySettings
 from gateway.domain.clock import Clock, SystemClock
 from gateway.settings import Settings, SettingsError
 
@@ -117,9 +117,12 @@ PROVIDERS: dict[str, ProviderSpec] = {
             "gsma_mm", "GSMA Mobile Money API", GsmaMmSettings, GsmaMmProvider, _gsma_mm_sandbox
         ),
         ProviderSpec(
-            "wechatpay", "WeChat Pay API v3", WechatPaySettings, WechatPayProvider,
+            "wechatpay",
+            "WeChat Pay API v3",
+            WechatPaySettings,
+            WechatPayProvider,
             _wechatpay_sandbox,
-        ),  # fmt: skip
+        ),
         ProviderSpec("alipay", "Alipay OpenAPI", AlipaySettings, AlipayProvider, _alipay_sandbox),
     )
 }

@@ -179,7 +179,9 @@ class KeyRing:
             if name is None:
                 raise KeyFileError(f"{path}: a public key needs its id (ID=path)")
             if key_id and loaded.serial and key_id.upper() != loaded.serial:
-                raise KeyFileError(f"{path}: the certificate's serial is {loaded.serial}, not {key_id}")
+                raise KeyFileError(
+                    f"{path}: the certificate's serial is {loaded.serial}, not {key_id}"
+                )
             keys[name.upper() if loaded.serial else name] = loaded
         return cls(keys, directory=directory, reload_seconds=reload_seconds)
 
@@ -235,5 +237,7 @@ class KeyRing:
         public = sorted(k for k, v in keys.items() if v.serial is None)
         if public:
             return public[-1], keys[public[-1]]
-        ranked = sorted(keys.items(), key=lambda item: item[1].not_after or datetime.max.replace(tzinfo=UTC))
+        ranked = sorted(
+            keys.items(), key=lambda item: item[1].not_after or datetime.max.replace(tzinfo=UTC)
+        )
         return ranked[-1]

@@ -141,7 +141,7 @@ def new_rule_id() -> str:
 Rule = TypeVar("Rule")
 
 
-class FaultList(Generic[Rule]):  # noqa: UP046 - Python 3.11
+class FaultList(Generic[Rule]):
     """Injected faults, first match wins; a rule with `times` is used up."""
 
     def __init__(self) -> None:
@@ -178,7 +178,7 @@ class FaultList(Generic[Rule]):  # noqa: UP046 - Python 3.11
                     rule.times -= 1
                     if rule.times <= 0:
                         self._rules.remove(rule)
-                return rule  # type: ignore[no-any-return]
+                return rule
         return None
 
 

@@ -260,7 +260,9 @@ def test_a_timeout_then_the_status_query(
     out_biz_no: one order); no notification; polling settles the payout."""
     books = Books(core, core_simulator, customer)
     impatient = AlipayProvider(
-        AlipaySettings(**alipay_settings(alipay_sandbox, read_timeout_seconds=0.3, retry_attempts=2)),
+        AlipaySettings(
+            **alipay_settings(alipay_sandbox, read_timeout_seconds=0.3, retry_attempts=2)
+        ),
         container.providers.context,
     )
     previous = container.providers.replace("alipay", impatient)
@@ -301,7 +303,9 @@ def test_refund_notifications_are_recorded_and_acknowledged(
     assert [r.answers for r in delivered] == [["success"]]
     recorded = container.provider_webhooks.recent("alipay", limit=5)[0]
     assert (recorded["outcome"], recorded["payout_id"]) == ("recorded", None)
-    again = adapter.refund_status(ProviderRefs("", transaction_reference=SEED_TRADE_NO), reference=reference)
+    again = adapter.refund_status(
+        ProviderRefs("", transaction_reference=SEED_TRADE_NO), reference=reference
+    )
     assert again.state == "succeeded"
 
 

@@ -6,7 +6,6 @@ and each refusal with its own reason."""
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from pathlib import Path
 from urllib.parse import urlencode
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from adapters.base import WebhookVerificationError
 from adapters.providers.alipay import signing, webhooks
 from adapters.providers.rsa_keys import KeyRing, load_private_key, load_public_key_file
+from tests.fixtures import assert_provenance
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "alipay"
 KEYS = FIXTURES / "test-keys"
@@ -29,15 +29,8 @@ OTHER_ALIPAY_KEY = load_public_key_file(FIXTURES / "alipay-notify-sign-public-ke
 
 
 def test_the_fixtures_are_the_published_bytes() -> None:
-    expected = {
-        "alipay-notify-sign-public-key-v2.pem": "047f210dcca37254cbd6708b15a60c30cd5893a7b66cdba283bc7c80f296b0bf",
-        "alipay-public-key.pem": "050348aadb2513c7372c4be453ee8ce8df4ca19be571192a28fe45c4d65c4ed8",
-        "notify-v1-inline-public-key.pem": "30efefe71c8435de0a969fe5f93fe2d46ee0626af264f09f2cd148001a1433b2",
-        "notify-v1-trade-status-sync.json": "811f91e584f68ea9a6c0bb39c8341894bf16b8e35f392c8164e484e62365b739",
-        "response-file-upload.json": "37e90728493fa2ad3cefada5570079d797de13384604f10ab3e34c183c20fb6b",
-    }  # fmt: skip
-    for name, digest in expected.items():
-        assert hashlib.sha256((FIXTURES / name).read_bytes()).hexdigest() == digest, name
+    """Every fixture is byte-identical to the published vector (the digests in PROVENANCE.md)."""
+    assert_provenance(FIXTURES)
 
 
 # --- the real notification -----------------------------------------------------------------------
@@ -166,7 +159,9 @@ def test_a_re_serialized_value_would_not_verify() -> None:
 
 
 def test_spacing_outside_the_value_does_not_matter() -> None:
-    spaced = RESPONSE.replace(b'{"alipay_open_file_upload_response":', b'{ "alipay_open_file_upload_response" :  ')
+    spaced = RESPONSE.replace(
+        b'{"alipay_open_file_upload_response":', b'{ "alipay_open_file_upload_response" :  '
+    )
     value = signing.response_value(spaced, "alipay.open.file.upload")
     signing.verify_response(value, [RESPONSE_KEY])
 
@@ -211,7 +206,10 @@ def test_unreadable_answers(body: bytes) -> None:
 
 
 def test_an_error_response_is_found_when_the_method_is_missing() -> None:
-    body = b'{"error_response":{"code":"40002","msg":"Invalid Arguments","sub_code":"isv.invalid-app-id"}}'
+    body = (
+        b'{"error_response":{"code":"40002","msg":"Invalid Arguments",'
+        b'"sub_code":"isv.invalid-app-id"}}'
+    )
     value = signing.response_value(body, "alipay.fund.trans.uni.transfer")
     assert (value.key, value.value["sub_code"], value.sign) == (
         "error_response",

@@ -116,7 +116,9 @@ class AlipayProvider:
                 code="recipient_type_not_supported",
             )
         if amount.currency != mapping.CURRENCY:
-            raise NotSupportedByProvider("Alipay transfers are in CNY", code="currency_not_supported")
+            raise NotSupportedByProvider(
+                "Alipay transfers are in CNY", code="currency_not_supported"
+            )
         if recipient.type == "alipay_user_id" and not mapping.USER_ID.match(recipient.value):
             raise ProviderRejected(
                 "An Alipay user id is 16 digits starting with 2088", code="recipient_invalid"

@@ -100,9 +100,7 @@ class AlipayClient:
         self.clock = clock
         self.sleep = sleep
 
-    def params(
-        self, method: str, biz: dict[str, Any], *, notify_url: str | None
-    ) -> dict[str, str]:
+    def params(self, method: str, biz: dict[str, Any], *, notify_url: str | None) -> dict[str, str]:
         """The signed form of one call (a fresh timestamp per attempt)."""
         params = {
             "app_id": self.app_id,

@@ -161,9 +161,7 @@ PROTOCOL_SUB_CODES: dict[str, ErrorRule] = {
 # 40004 `sub_code` -> rule (exhaustive for what we know; an unlisted one raises).
 BUSINESS: dict[str, ErrorRule] = {
     # transfers
-    "PAYEE_NOT_EXIST": ErrorRule(
-        "rejected", "recipient_not_found", "Alipay has no such account"
-    ),
+    "PAYEE_NOT_EXIST": ErrorRule("rejected", "recipient_not_found", "Alipay has no such account"),
     "PAYEE_USER_INFO_ERROR": ErrorRule(
         "rejected", "recipient_name_mismatch", "The name does not match the Alipay account"
     ),
@@ -360,7 +358,7 @@ def transfer_result(obj: dict[str, Any]) -> PayoutResult:
     amount = obj.get("trans_amount")
     return PayoutResult(
         state=state,
-        provider_status=raw,
+        provider_status=str(raw),
         request_id=_text(obj, "out_biz_no", 64),
         transaction_reference=_text(obj, "order_id"),
         failure_code=failure_code,
@@ -385,7 +383,7 @@ def refund_query_result(obj: dict[str, Any]) -> PayoutResult:
         )
     return PayoutResult(
         state=state,
-        provider_status=raw,
+        provider_status=str(raw),
         request_id=_text(obj, "out_request_no", 64),
         transaction_reference=_text(obj, "trade_no"),
         amount=parse_yuan(amount) if amount is not None else None,

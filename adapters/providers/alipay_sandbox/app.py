@@ -291,7 +291,9 @@ class AlipaySandbox:
         values["sign"] = keys.sign(self._forger if forged else self.alipay_key, content)
         return urlencode(values).encode()
 
-    def _record(self, reference: str, url: str, body: bytes, *, forged: bool = False) -> CallbackRecord:
+    def _record(
+        self, reference: str, url: str, body: bytes, *, forged: bool = False
+    ) -> CallbackRecord:
         headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
         due = self.clock.now() + self.callback_delay
         return CallbackRecord(reference, url, body, headers, due, forged)
@@ -324,12 +326,8 @@ class AlipaySandbox:
                 opposite.update(status="SUCCESS")
                 opposite.pop("error_code", None)
                 opposite.pop("fail_reason", None)
-            records.append(
-                self._record(
-                    order.out_biz_no, order.notify_url, self._changed(opposite, forged=True),
-                    forged=True,
-                )  # fmt: skip
-            )
+            forged = self._changed(opposite, forged=True)
+            records.append(self._record(order.out_biz_no, order.notify_url, forged, forged=True))
         self.outbox.add(*records)
 
     def _queue_refund_callback(self, trade: Trade, out_request_no: str, url: str | None) -> None:
@@ -378,7 +376,10 @@ class AlipaySandbox:
             raise refuse("isv.invalid-app-id", "无效的AppID参数")
         if params.get("sign_type") != "RSA2":
             raise refuse("isv.invalid-signature-type", "无效的签名类型")
-        if params.get("charset", "utf-8").lower() != "utf-8" or params.get("format", "JSON") != "JSON":
+        if (
+            params.get("charset", "utf-8").lower() != "utf-8"
+            or params.get("format", "JSON") != "JSON"
+        ):
             raise refuse("isv.invalid-parameter", "仅支持 utf-8 与 JSON")
         try:
             moment = datetime.strptime(params.get("timestamp", ""), "%Y-%m-%d %H:%M:%S")
@@ -411,7 +412,9 @@ class AlipaySandbox:
         with self._lock:
             self.requests[operation] = self.requests.get(operation, 0) + 1
         self.settle_due()
-        identity = (biz.get("payee_info") or {}).get("identity") if operation == "transfer" else None
+        identity = (
+            (biz.get("payee_info") or {}).get("identity") if operation == "transfer" else None
+        )
         rule = self.faults.take(operation, lambda r: r.identity in (None, identity))
         if rule is not None and rule.mode == "unavailable":
             return Response(b"<html>503 Service Unavailable</html>", status=503)
@@ -421,7 +424,9 @@ class AlipaySandbox:
             )
             return self._after(rule, method, lost)
         if rule is not None and rule.mode == "reject":
-            return self._answer(method, BusinessError(rule.sub_code, "injected", code=rule.code).to_json())
+            return self._answer(
+                method, BusinessError(rule.sub_code, "injected", code=rule.code).to_json()
+            )
         notify_url = params.get("notify_url") or None
         try:
             if operation == "transfer":
@@ -459,13 +464,16 @@ class AlipaySandbox:
         out_biz_no = biz.get("out_biz_no")
         if not isinstance(out_biz_no, str) or not OUT_NO.match(out_biz_no):
             raise BusinessError("INVALID_PARAMETER", "out_biz_no 无效")
-        if biz.get("product_code") != "TRANS_ACCOUNT_NO_PWD" or biz.get("biz_scene") != "DIRECT_TRANSFER":
+        if (
+            biz.get("product_code") != "TRANS_ACCOUNT_NO_PWD"
+            or biz.get("biz_scene") != "DIRECT_TRANSFER"
+        ):
             raise BusinessError("INVALID_PARAMETER", "product_code / biz_scene 无效")
         if not biz.get("order_title"):
             raise BusinessError("INVALID_PARAMETER", "order_title 必填")
         amount = fen(biz.get("trans_amount"))
         if amount is None or not re.fullmatch(r"[0-9]+\.[0-9]{2}", str(biz.get("trans_amount"))):
-            raise BusinessError("INVALID_PARAMETER", "trans_amount 需为两位小数的金额（元）")
+            raise BusinessError("INVALID_PARAMETER", "trans_amount 需为两位小数的金额 (元)")
         payee = biz.get("payee_info")
         if not isinstance(payee, dict) or payee.get("identity_type") not in IDENTITY_TYPES:
             raise BusinessError("INVALID_PARAMETER", "payee_info 无效")
@@ -538,7 +546,9 @@ class AlipaySandbox:
         return order.query()
 
     def _refund(self, biz: dict[str, Any], notify_url: str | None) -> dict[str, Any]:
-        trade = self.ledger.trade(trade_no=biz.get("trade_no"), out_trade_no=biz.get("out_trade_no"))
+        trade = self.ledger.trade(
+            trade_no=biz.get("trade_no"), out_trade_no=biz.get("out_trade_no")
+        )
         if trade is None:
             raise BusinessError("ACQ.TRADE_NOT_EXIST", "交易不存在")
         amount = fen(biz.get("refund_amount"))
@@ -549,7 +559,9 @@ class AlipaySandbox:
             previous = trade.refunds.get(request_no)
             if previous is not None:
                 if previous != amount:
-                    raise BusinessError("ACQ.DISCORDANT_REPEAT_REQUEST", "退款请求号重复但金额不一致")
+                    raise BusinessError(
+                        "ACQ.DISCORDANT_REPEAT_REQUEST", "退款请求号重复但金额不一致"
+                    )
                 return self._refund_answer(trade, fund_change="N")
             if trade.refunded + amount > trade.total:
                 raise BusinessError("ACQ.REFUND_AMT_NOT_EQUAL_TOTAL", "退款金额超限")
@@ -576,7 +588,9 @@ class AlipaySandbox:
         }
 
     def _refund_query(self, biz: dict[str, Any]) -> dict[str, Any]:
-        trade = self.ledger.trade(trade_no=biz.get("trade_no"), out_trade_no=biz.get("out_trade_no"))
+        trade = self.ledger.trade(
+            trade_no=biz.get("trade_no"), out_trade_no=biz.get("out_trade_no")
+        )
         if trade is None:
             raise BusinessError("ACQ.TRADE_NOT_EXIST", "交易不存在")
         request_no = str(biz.get("out_request_no", ""))

@@ -33,7 +33,7 @@ def yuan(fen: int) -> str:
 
 
 def fen(value: object) -> int | None:
-    """"12.30" -> 1230; None when not a yuan amount with at most two decimals."""
+    """ "12.30" -> 1230; None when not a yuan amount with at most two decimals."""
     if not isinstance(value, str):
         return None
     try:

@@ -213,9 +213,7 @@ class WechatPayProvider:
         if not payment.ok:
             rule = mapping.error_rule(payment.status, payment.body)
             if rule.outcome == "not_found":
-                raise ProviderRejected(
-                    "WeChat Pay has no such payment", code="payment_not_found"
-                )
+                raise ProviderRejected("WeChat Pay has no such payment", code="payment_not_found")
             raise mapping.error_for(rule, payment.status, payment.body)
         total = mapping.payment_total(payment.body or {})
         if amount.currency != mapping.CURRENCY or amount.minor <= 0 or amount.minor > total:

@@ -74,33 +74,37 @@ TRANSFER_STATES: dict[str, PayoutState] = {
 
 # fail_reason of a FAIL bill -> our partner-facing code (the state is what decides: an
 # unlisted reason still fails the payout, with `provider_failed`).
+_NOT_PERMITTED = ("recipient_not_permitted", "The recipient's account cannot receive transfers")
+_LIMIT = ("recipient_limit_exceeded", "The payment exceeds the recipient's limits")
+_DECLINED = ("provider_declined", "WeChat Pay or the merchant's set-up declined the transfer")
+_NAME = ("recipient_name_mismatch", "The name does not match the recipient's real name")
 FAIL_REASONS: dict[str, tuple[str, str]] = {
-    "ACCOUNT_FROZEN": ("recipient_not_permitted", "The recipient's WeChat Pay account is frozen"),
-    "ACCOUNT_NOT_EXIST": ("recipient_not_found", "The recipient's WeChat Pay account does not exist"),
-    "PAYEE_ACCOUNT_ABNORMAL": ("recipient_not_permitted", "The recipient's account is restricted"),
-    "RECEIVE_ACCOUNT_NOT_PERMMIT": ("recipient_not_permitted", "The recipient cannot receive transfers"),
-    "RECEIVE_ACCOUNT_NOT_CONFIGURE": ("recipient_not_permitted", "The recipient cannot receive transfers"),
-    "REAL_NAME_CHECK_FAIL": ("recipient_not_permitted", "The recipient has not completed real-name verification"),
-    "NAME_NOT_CORRECT": ("recipient_name_mismatch", "The name does not match the recipient's real name"),
-    "OPENID_INVALID": ("recipient_invalid", "The recipient identifier is not valid for this merchant"),
-    "ID_CARD_NOT_CORRECT": ("recipient_name_mismatch", "The recipient's identity details do not match"),
-    "TRANSFER_QUOTA_EXCEED": ("recipient_limit_exceeded", "The payment exceeds the recipient's limits"),
-    "DAY_RECEIVED_QUOTA_EXCEED": ("recipient_limit_exceeded", "The payment exceeds the recipient's daily limit"),
-    "MONTH_RECEIVED_QUOTA_EXCEED": ("recipient_limit_exceeded", "The payment exceeds the recipient's monthly limit"),
-    "DAY_RECEIVED_COUNT_EXCEED": ("recipient_limit_exceeded", "The recipient received too many transfers today"),
-    "REALNAME_ACCOUNT_RECEIVED_QUOTA_EXCEED": ("recipient_limit_exceeded", "The payment exceeds the recipient's limits"),
-    "BLOCK_B2C_USERLIMITAMOUNT_BSRULE_MONTH": ("recipient_limit_exceeded", "The payment exceeds the recipient's monthly limit"),
-    "BLOCK_B2C_USERLIMITAMOUNT_MONTH": ("recipient_limit_exceeded", "The payment exceeds the recipient's monthly limit"),
-    "PAYER_ACCOUNT_ABNORMAL": ("provider_declined", "The bank's WeChat Pay merchant account is restricted"),
-    "PRODUCT_AUTH_CHECK_FAIL": ("provider_declined", "The merchant is not authorised for transfers"),
-    "TRANSFER_SCENE_UNAVAILABLE": ("provider_declined", "The transfer scene is not available"),
-    "TRANSFER_SCENE_INVALID": ("provider_declined", "The transfer scene is not valid"),
-    "TRANSFER_RISK": ("provider_declined", "WeChat Pay declined the transfer (risk control)"),
-    "MERCHANT_REJECT": ("provider_declined", "The transfer was rejected by the merchant"),
-    "MERCHANT_NOT_CONFIRM": ("provider_declined", "The transfer was not confirmed by the merchant"),
-    "OVERDUE_CLOSE": ("recipient_did_not_confirm", "The recipient did not accept the transfer in time"),
+    "ACCOUNT_FROZEN": _NOT_PERMITTED,
+    "ACCOUNT_NOT_EXIST": ("recipient_not_found", "The recipient has no WeChat Pay account"),
+    "PAYEE_ACCOUNT_ABNORMAL": _NOT_PERMITTED,
+    "RECEIVE_ACCOUNT_NOT_PERMMIT": _NOT_PERMITTED,
+    "RECEIVE_ACCOUNT_NOT_CONFIGURE": _NOT_PERMITTED,
+    "REAL_NAME_CHECK_FAIL": _NOT_PERMITTED,
+    "NAME_NOT_CORRECT": _NAME,
+    "ID_CARD_NOT_CORRECT": _NAME,
+    "OPENID_INVALID": ("recipient_invalid", "The OpenID is not valid for the bank's AppID"),
+    "TRANSFER_QUOTA_EXCEED": _LIMIT,
+    "DAY_RECEIVED_QUOTA_EXCEED": _LIMIT,
+    "MONTH_RECEIVED_QUOTA_EXCEED": _LIMIT,
+    "DAY_RECEIVED_COUNT_EXCEED": _LIMIT,
+    "REALNAME_ACCOUNT_RECEIVED_QUOTA_EXCEED": _LIMIT,
+    "BLOCK_B2C_USERLIMITAMOUNT_BSRULE_MONTH": _LIMIT,
+    "BLOCK_B2C_USERLIMITAMOUNT_MONTH": _LIMIT,
+    "PAYER_ACCOUNT_ABNORMAL": _DECLINED,
+    "PRODUCT_AUTH_CHECK_FAIL": _DECLINED,
+    "TRANSFER_SCENE_UNAVAILABLE": _DECLINED,
+    "TRANSFER_SCENE_INVALID": _DECLINED,
+    "TRANSFER_RISK": _DECLINED,
+    "MERCHANT_REJECT": _DECLINED,
+    "MERCHANT_NOT_CONFIRM": _DECLINED,
+    "OVERDUE_CLOSE": ("recipient_did_not_confirm", "The recipient did not accept it in time"),
     "OTHER_FAIL_REASON_TYPE": ("provider_failed", "WeChat Pay could not complete the transfer"),
-}  # fmt: skip
+}
 
 # 退款 status -> our state (exhaustive).
 REFUND_STATES: dict[str, PayoutState] = {
@@ -177,7 +181,7 @@ ERRORS: dict[tuple[int, str], ErrorRule] = {
         "WeChat Pay is limiting the bank's requests",
         retryable=True,
     ),
-    # "系统异常，请使用相同参数稍后重新调用": the request may have been carried out.
+    # "系统异常, 请使用相同参数稍后重新调用": the request may have been carried out.
     (500, "SYSTEM_ERROR"): ErrorRule(
         "unknown", "provider_error", "WeChat Pay failed while processing the request", True
     ),
@@ -192,7 +196,7 @@ ERRORS: dict[tuple[int, str], ErrorRule] = {
 
 def error_rule(status: int, body: dict[str, Any] | None) -> ErrorRule:
     """The rule for a non-2xx answer. An unlisted code raises `UnknownProviderStatus` (WeChat
-    Pay: "如果遇到新的错误码，请务必不要换单重试"), except what the HTTP status alone settles:
+    Pay: "如果遇到新的错误码, 请务必不要换单重试"), except what the HTTP status alone settles:
     429 (refused, nothing done) and 5xx (maybe done)."""
     code = str((body or {}).get("code") or "")
     rule = ERRORS.get((status, code))
@@ -336,7 +340,7 @@ def transfer_result(obj: dict[str, Any]) -> PayoutResult:
     amount = obj.get("transfer_amount")
     return PayoutResult(
         state=state,
-        provider_status=raw,
+        provider_status=str(raw),
         request_id=_text(obj, "out_bill_no"),
         transaction_reference=_text(obj, "transfer_bill_no"),
         failure_code=failure_code,
@@ -368,7 +372,7 @@ def refund_result(obj: dict[str, Any]) -> PayoutResult:
     currency = amounts.get("currency", CURRENCY) if isinstance(amounts, dict) else CURRENCY
     return PayoutResult(
         state=state,
-        provider_status=raw,
+        provider_status=str(raw),
         request_id=_text(obj, "out_refund_no", 64),
         transaction_reference=_text(obj, "refund_id"),
         failure_code=failure_code,

@@ -79,8 +79,8 @@ class WechatPaySettings(ProviderSettings):
     )
     transfer_scene_id: str = Field(
         "1000",
-        description="转账场景ID of payouts (the scene the merchant was granted, e.g. 1000 现金营销, "
-        "1005 佣金报酬).",
+        description="转账场景ID of payouts: the scene the merchant was granted (e.g. 1000 "
+        "现金营销, 1005 佣金报酬).",
     )
     transfer_scene_report_infos: Annotated[list[dict[str, str]], NoDecode] = Field(
         default_factory=list,
@@ -116,9 +116,7 @@ class WechatPaySettings(ProviderSettings):
         for entry in value:
             key_id, sep, path = entry.partition("=")
             if sep and (not _KEY_ID.match(key_id.strip()) or not path.strip()):
-                raise ValueError(
-                    f"{entry!r}: expected a certificate file or PUB_KEY_ID_…=file"
-                )
+                raise ValueError(f"{entry!r}: expected a certificate file or PUB_KEY_ID_…=file")
         return value
 
     @field_validator("transfer_scene_report_infos", mode="before")

@@ -190,7 +190,12 @@ def verify(
 
 
 def signed_headers(
-    body: bytes, *, key: rsa.RSAPrivateKey, serial: str, timestamp: int, nonce_str: str | None = None
+    body: bytes,
+    *,
+    key: rsa.RSAPrivateKey,
+    serial: str,
+    timestamp: int,
+    nonce_str: str | None = None,
 ) -> dict[str, str]:
     """Valid `Wechatpay-*` headers for `body` (tests; the sandbox has its own copy)."""
     nonce_value = nonce_str or nonce()

@@ -27,9 +27,9 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from adapters.base import (
+    PayoutResult,
     ProviderError,
     ProviderNotification,
-    PayoutResult,
     WebhookVerificationError,
 )
 from adapters.providers.rsa_keys import KeyRing
@@ -133,9 +133,7 @@ def parse(notification: Notification) -> ProviderNotification:
     return ProviderNotification(event_id=event_id, kind="other")
 
 
-def _result(
-    reader: Any, resource: dict[str, Any]
-) -> PayoutResult | None:
+def _result(reader: Any, resource: dict[str, Any]) -> PayoutResult | None:
     try:
         result: PayoutResult = reader(resource)
     except ProviderError:

@@ -187,7 +187,9 @@ class WechatPaySandbox:
         """A sandbox keeping its keys in `keys_dir`: the stand-in merchant key (created if
         missing; the gateway signs with it), its own platform key, and the platform public key
         published as `<publish_dir>/<PUB_KEY_ID_…>.pem` for the gateway to verify with."""
-        merchant = keys.load_or_create(merchant_private_key_file or keys_dir / "merchant_private_key.pem")
+        merchant = keys.load_or_create(
+            merchant_private_key_file or keys_dir / "merchant_private_key.pem"
+        )
         platform = keys.load_or_create(keys_dir / "sandbox" / "platform_private_key.pem")
         key_id = options.pop("platform_key_id", PLATFORM_KEY_ID)
         keys.publish(publish_dir or keys_dir / "platform-keys", key_id, platform.public_key())
@@ -272,7 +274,9 @@ class WechatPaySandbox:
 
     # --- signatures ----------------------------------------------------------------------------
 
-    def _signed_headers(self, body: bytes, *, key: rsa.RSAPrivateKey | None = None) -> dict[str, str]:
+    def _signed_headers(
+        self, body: bytes, *, key: rsa.RSAPrivateKey | None = None
+    ) -> dict[str, str]:
         timestamp = str(int(self.clock.now().timestamp()))
         nonce = secrets.token_hex(16)
         message = timestamp.encode() + b"\n" + nonce.encode() + b"\n" + body + b"\n"
@@ -314,9 +318,13 @@ class WechatPaySandbox:
             if not uri:
                 query = request.query_string.decode()
                 uri = request.path + (f"?{query}" if query else "")
-            message = "\n".join(
-                (request.method, uri, fields["timestamp"], fields["nonce_str"], "")
-            ).encode() + body + b"\n"
+            message = (
+                "\n".join(
+                    (request.method, uri, fields["timestamp"], fields["nonce_str"], "")
+                ).encode()
+                + body
+                + b"\n"
+            )
             if abs(self.clock.now() - moment) > self.tolerance:
                 reason = "timestamp outside the 5-minute window"
             elif not keys.verifies(self.merchant_public_key, fields["signature"], message):
@@ -324,7 +332,9 @@ class WechatPaySandbox:
             else:
                 with self._lock:
                     now = self.clock.now()
-                    self._nonces = {n: t for n, t in self._nonces.items() if now - t <= self.tolerance}
+                    self._nonces = {
+                        n: t for n, t in self._nonces.items() if now - t <= self.tolerance
+                    }
                     if fields["nonce_str"] in self._nonces:
                         reason = "nonce reused"
                     else:
@@ -420,9 +430,7 @@ class WechatPaySandbox:
         }
         envelope = self._envelope(f"REFUND.{refund.status}", resource, "refund", "退款成功")
         due = self.clock.now() + self.callback_delay
-        self.outbox.add(
-            self._notification(refund.out_refund_no, refund.notify_url, envelope, due)
-        )
+        self.outbox.add(self._notification(refund.out_refund_no, refund.notify_url, envelope, due))
 
     # --- the API -------------------------------------------------------------------------------
 
@@ -444,7 +452,7 @@ class WechatPaySandbox:
             raise SandboxError(400, "PARAM_ERROR", "out_bill_no 只能由数字、大小写字母组成")
         amount = body["transfer_amount"]
         if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
-            raise SandboxError(400, "PARAM_ERROR", "transfer_amount 必须为正整数（分）")
+            raise SandboxError(400, "PARAM_ERROR", "transfer_amount 必须为正整数 (分)")
         if len(str(body["transfer_remark"])) > 32:
             raise SandboxError(400, "PARAM_ERROR", "transfer_remark 最多32个字符")
         if not re.fullmatch(r"[0-9]{4}", str(body["transfer_scene_id"])):
@@ -473,7 +481,7 @@ class WechatPaySandbox:
             existing = self.ledger.bills.get(out_bill_no)
             if existing is not None:
                 if existing.fingerprint != fingerprint(body):
-                    raise SandboxError(400, "INVALID_REQUEST", "商户单号重复，但请求参数不一致")
+                    raise SandboxError(400, "INVALID_REQUEST", "商户单号重复, 但请求参数不一致")
                 bill = existing
             else:
                 bill = self._create_bill(body, rule, now)
@@ -496,7 +504,7 @@ class WechatPaySandbox:
             if name is None:
                 raise SandboxError(400, "PARAM_ERROR", "user_name 解密失败")
         elif amount >= NAME_REQUIRED_FROM:
-            raise SandboxError(400, "PARAM_ERROR", "转账金额>=2000元时，收款用户姓名必填")
+            raise SandboxError(400, "PARAM_ERROR", "转账金额>=2000元时, 收款用户姓名必填")
         if self.ledger.merchant_balance - self.ledger.reserved() < amount:
             raise SandboxError(403, "NOT_ENOUGH", "商户运营账户资金不足")
         delay = self.processing_delay
@@ -530,7 +538,7 @@ class WechatPaySandbox:
 
     def _after(self, rule: FaultRule, answer: Response) -> Response:
         if rule.mode == "error":
-            return self._error(SandboxError(500, "SYSTEM_ERROR", "系统异常，请稍后重试"))
+            return self._error(SandboxError(500, "SYSTEM_ERROR", "系统异常, 请稍后重试"))
         if rule.mode == "timeout":
             self._stall(rule.seconds)
             return answer
@@ -572,7 +580,7 @@ class WechatPaySandbox:
             isinstance(amounts.get(k), int) and not isinstance(amounts.get(k), bool)
             for k in ("refund", "total")
         ):
-            raise SandboxError(400, "PARAM_ERROR", "amount.refund / amount.total 必须为整数（分）")
+            raise SandboxError(400, "PARAM_ERROR", "amount.refund / amount.total 必须为整数 (分)")
         if amounts.get("currency", "CNY") != "CNY":
             raise SandboxError(400, "PARAM_ERROR", "仅支持CNY")
         payment = self.ledger.payment(
@@ -585,7 +593,7 @@ class WechatPaySandbox:
             existing = self.ledger.refunds.get(out_refund_no)
             if existing is not None:
                 if existing.fingerprint != fingerprint(body):
-                    raise SandboxError(400, "INVALID_REQUEST", "退款单号重复，但请求参数不一致")
+                    raise SandboxError(400, "INVALID_REQUEST", "退款单号重复, 但请求参数不一致")
                 return self._reply(200, existing.to_json())
             if amounts["total"] != payment.total:
                 raise SandboxError(400, "PARAM_ERROR", "订单金额与原订单不一致")

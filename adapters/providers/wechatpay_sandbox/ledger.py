@@ -226,13 +226,13 @@ class Ledger:
             self.payments[payment.transaction_id] = payment
             return payment
 
-    def payment(self, *, transaction_id: str | None = None, out_trade_no: str | None = None) -> Payment | None:
+    def payment(
+        self, *, transaction_id: str | None = None, out_trade_no: str | None = None
+    ) -> Payment | None:
         with self._lock:
             if transaction_id:
                 return self.payments.get(transaction_id)
-            return next(
-                (p for p in self.payments.values() if p.out_trade_no == out_trade_no), None
-            )
+            return next((p for p in self.payments.values() if p.out_trade_no == out_trade_no), None)
 
     def reserved(self) -> int:
         """Fen promised to bills not settled yet."""
@@ -249,7 +249,11 @@ class Ledger:
         with self._lock:
             for bill in self.bills.values():
                 if bill.state == "WAIT_USER_CONFIRM" and now >= bill.created_at + CONFIRM_WINDOW:
-                    bill.state, bill.fail_reason, bill.updated_at = "CANCELLED", "OVERDUE_CLOSE", now
+                    bill.state, bill.fail_reason, bill.updated_at = (
+                        "CANCELLED",
+                        "OVERDUE_CLOSE",
+                        now,
+                    )
                     bills.append(bill)
                 elif (
                     bill.state in ("ACCEPTED", "PROCESSING", "TRANSFERING")
