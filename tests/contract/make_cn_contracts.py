@@ -257,7 +257,7 @@ def wechatpay() -> dict[str, dict[str, Any]]:
                 200,
                 created("WAIT_USER_CONFIRM", package_info="affffddafdfafddffda=="),
                 nonce="N0000001",
-            ),  # fmt: skip
+            ),
         ),
         "transfer-success-legacy-certificate": one(
             "A transfer that completed at once, its answer signed with a legacy platform "
@@ -271,7 +271,7 @@ def wechatpay() -> dict[str, dict[str, Any]]:
                 nonce="N0000001",
                 key=WX_PLATFORM_CERT,
                 serial=WX_CERT_SERIAL,
-            ),  # fmt: skip
+            ),
         ),
         "transfer-rejected-not-enough": one(
             "403 NOT_ENOUGH (商户运营账户资金不足), signed: nothing was done; the payout fails.",
@@ -282,7 +282,7 @@ def wechatpay() -> dict[str, dict[str, Any]]:
                 403,
                 {"code": "NOT_ENOUGH", "message": "商户运营账户资金不足"},
                 nonce="N0000001",
-            ),  # fmt: skip
+            ),
         ),
         "transfer-rejected-unsigned": one(
             "The same refusal without WeChat Pay's signature: not believed; the outcome is unknown "
@@ -295,23 +295,23 @@ def wechatpay() -> dict[str, dict[str, Any]]:
                 {"code": "NOT_ENOUGH", "message": "商户运营账户资金不足"},
                 nonce="N0000001",
                 signed=False,
-            ),  # fmt: skip
+            ),
         ),
         "transfer-system-error-then-accepted": one(
-            "500 SYSTEM_ERROR (系统异常，请使用相同参数稍后重新调用): retried under the same "
+            "500 SYSTEM_ERROR (系统异常, 请使用相同参数稍后重新调用): retried under the same "
             "out_bill_no, freshly signed; the second answer is the bill.",
             wx_exchange(
                 "POST",
                 TRANSFER,
                 transfer_body(),
                 500,
-                {"code": "SYSTEM_ERROR", "message": "系统异常，请稍后重试"},
+                {"code": "SYSTEM_ERROR", "message": "系统异常, 请稍后重试"},
                 nonce="N0000001",
             ),
             wx_exchange(
                 "POST", TRANSFER, transfer_body(), 200, created("ACCEPTED"), nonce="N0000002"
             ),
-        ),  # fmt: skip
+        ),
         "transfer-frequency-limited": one(
             "429 FREQUENCY_LIMITED on every attempt: nothing was done, WeChat Pay is unavailable.",
             wx_exchange(
@@ -330,7 +330,7 @@ def wechatpay() -> dict[str, dict[str, Any]]:
                 {"code": "FREQUENCY_LIMITED", "message": "频率超限"},
                 nonce="N0000002",
             ),
-        ),  # fmt: skip
+        ),
         "transfer-unknown-code": one(
             "An error code the table does not know: never defaulted (WeChat Pay: do not retry "
             "under a new number), the outcome is unknown.",
@@ -341,7 +341,7 @@ def wechatpay() -> dict[str, dict[str, Any]]:
                 400,
                 {"code": "BRAND_NEW_CODE", "message": "未知错误"},
                 nonce="N0000001",
-            ),  # fmt: skip
+            ),
         ),
         "transfer-bad-signature": one(
             "A 200 whose Wechatpay-Signature was not made by WeChat Pay's key: nothing in it is "
@@ -354,7 +354,7 @@ def wechatpay() -> dict[str, dict[str, Any]]:
                 created("SUCCESS"),
                 nonce="N0000001",
                 key=WX_IMPOSTOR,
-            ),  # fmt: skip
+            ),
         ),
         "transfer-status-success": one(
             "商户单号查询转账单: the bill succeeded; its transfer_amount is checked against ours.",
@@ -369,7 +369,7 @@ def wechatpay() -> dict[str, dict[str, Any]]:
                 200,
                 bill("FAIL", fail_reason="ACCOUNT_FROZEN"),
                 nonce="N0000001",
-            ),  # fmt: skip
+            ),
         ),
         "transfer-status-not-found": one(
             "404 NOT_FOUND (记录不存在): WeChat Pay has no such bill (the request never arrived).",
@@ -380,15 +380,15 @@ def wechatpay() -> dict[str, dict[str, Any]]:
                 404,
                 {"code": "NOT_FOUND", "message": "记录不存在"},
                 nonce="N0000001",
-            ),  # fmt: skip
+            ),
         ),
         "transfer-status-unknown-state": one(
             "A state outside the documented ones: never defaulted to success or failure.",
             wx_exchange("GET", TRANSFER_QUERY, None, 200, bill("MYSTERY"), nonce="N0000001"),
         ),
         "refund-processing": one(
-            "退款: the payment's total from 查询订单, then 退款申请 (amounts in fen, total required); "
-            "WeChat Pay answers PROCESSING (REFUND.SUCCESS follows).",
+            "退款: the payment's total from 查询订单, then 退款申请 (amounts in fen, total "
+            "required); WeChat Pay answers PROCESSING (REFUND.SUCCESS follows).",
             wx_exchange(
                 "GET",
                 PAYMENT_QUERY,
@@ -426,7 +426,7 @@ def wechatpay() -> dict[str, dict[str, Any]]:
                 refund_answer("PROCESSING"),
                 nonce="N0000002",
             ),
-        ),  # fmt: skip
+        ),
         "refund-payment-not-found": one(
             "查询订单 404 ORDER_NOT_EXIST: nothing to refund.",
             wx_exchange(
@@ -436,7 +436,7 @@ def wechatpay() -> dict[str, dict[str, Any]]:
                 404,
                 {"code": "ORDER_NOT_EXIST", "message": "订单不存在"},
                 nonce="N0000001",
-            ),  # fmt: skip
+            ),
         ),
         "refund-status-success": one(
             "查询单笔退款: SUCCESS.",
@@ -447,7 +447,7 @@ def wechatpay() -> dict[str, dict[str, Any]]:
                 200,
                 refund_answer("SUCCESS") | {"success_time": "2026-03-02T18:16:00+08:00"},
                 nonce="N0000001",
-            ),  # fmt: skip
+            ),
         ),
         "notification-transfer-success": wx_notification(
             "MCHTRANSFER.BILL.FINISHED", bill("SUCCESS"), "mch_payment", "Nq2d8Fh3kP0aB7cD9eF1gH2"
@@ -457,7 +457,7 @@ def wechatpay() -> dict[str, dict[str, Any]]:
             bill("FAIL", fail_reason="NAME_NOT_CORRECT"),
             "mch_payment",
             "Xq2d8Fh3kP0aB7cD9eF1gH3",
-        ),  # fmt: skip
+        ),
         "notification-refund-success": wx_notification(
             "REFUND.SUCCESS",
             {
@@ -478,7 +478,7 @@ def wechatpay() -> dict[str, dict[str, Any]]:
             },
             "refund",
             "Rq2d8Fh3kP0aB7cD9eF1gH4",
-        ),  # fmt: skip
+        ),
     }
 
 
@@ -652,7 +652,7 @@ def alipay() -> dict[str, dict[str, Any]]:
                 transfer_ok("SUCCESS"),
                 notify_url=ALI_CALLBACK,
             ),
-        ),  # fmt: skip
+        ),
         "transfer-payee-not-exist": one(
             "40004 PAYEE_NOT_EXIST (收款账号不存在), signed: nothing was done; the payout fails.",
             ali_exchange(
@@ -661,7 +661,7 @@ def alipay() -> dict[str, dict[str, Any]]:
                 failure("40004", "Business Failed", "PAYEE_NOT_EXIST", "收款账号不存在"),
                 notify_url=ALI_CALLBACK,
             ),
-        ),  # fmt: skip
+        ),
         "transfer-balance-not-enough": one(
             "40004 PAYER_BALANCE_NOT_ENOUGH (付款方余额不足): the bank's Alipay balance.",
             ali_exchange(
@@ -670,7 +670,7 @@ def alipay() -> dict[str, dict[str, Any]]:
                 failure("40004", "Business Failed", "PAYER_BALANCE_NOT_ENOUGH", "付款方余额不足"),
                 notify_url=ALI_CALLBACK,
             ),
-        ),  # fmt: skip
+        ),
         "transfer-refused-unsigned": one(
             "40002 isv.invalid-signature without a sign: not believed; the outcome is unknown "
             "until a signed status query.",
@@ -681,7 +681,7 @@ def alipay() -> dict[str, dict[str, Any]]:
                 notify_url=ALI_CALLBACK,
                 signed=False,
             ),
-        ),  # fmt: skip
+        ),
         "transfer-service-unavailable": one(
             "20000 isp.unknow-error (服务不可用): the transfer may have been carried out; unknown.",
             ali_exchange(
@@ -690,7 +690,7 @@ def alipay() -> dict[str, dict[str, Any]]:
                 failure("20000", "Service Currently Unavailable", "isp.unknow-error", "系统繁忙"),
                 notify_url=ALI_CALLBACK,
             ),
-        ),  # fmt: skip
+        ),
         "transfer-unknown-sub-code": one(
             "A 40004 sub_code the table does not know: never defaulted; the outcome is unknown.",
             ali_exchange(
@@ -699,7 +699,7 @@ def alipay() -> dict[str, dict[str, Any]]:
                 failure("40004", "Business Failed", "BRAND_NEW_SUB_CODE", "未知"),
                 notify_url=ALI_CALLBACK,
             ),
-        ),  # fmt: skip
+        ),
         "transfer-query-success": one(
             "转账业务单据查询: SUCCESS with the amount (checked against ours).",
             ali_exchange(
@@ -717,7 +717,7 @@ def alipay() -> dict[str, dict[str, Any]]:
                     fail_reason="收款方账户状态异常",
                 ),
             ),
-        ),  # fmt: skip
+        ),
         "transfer-query-not-exist": one(
             "40004 ORDER_NOT_EXIST: Alipay has no such order (the request never arrived).",
             ali_exchange(
@@ -725,7 +725,7 @@ def alipay() -> dict[str, dict[str, Any]]:
                 QUERY_BIZ,
                 failure("40004", "Business Failed", "ORDER_NOT_EXIST", "转账订单不存在"),
             ),
-        ),  # fmt: skip
+        ),
         "transfer-query-unknown-status": one(
             "A status outside the documented ones: never defaulted.",
             ali_exchange(QUERY_METHOD, QUERY_BIZ, query_ok("MYSTERY")),
@@ -747,7 +747,7 @@ def alipay() -> dict[str, dict[str, Any]]:
                 },
                 notify_url=ALI_CALLBACK,
             ),
-        ),  # fmt: skip
+        ),
         "refund-repeated": one(
             "The same out_request_no again: fund_change N (no new movement), so the refund query "
             "confirms it succeeded.",
@@ -780,7 +780,7 @@ def alipay() -> dict[str, dict[str, Any]]:
                     "refund_status": "REFUND_SUCCESS",
                 },
             ),
-        ),  # fmt: skip
+        ),
         "refund-trade-not-exist": one(
             "40004 ACQ.TRADE_NOT_EXIST: nothing to refund.",
             ali_exchange(
@@ -789,7 +789,7 @@ def alipay() -> dict[str, dict[str, Any]]:
                 failure("40004", "Business Failed", "ACQ.TRADE_NOT_EXIST", "交易不存在"),
                 notify_url=ALI_CALLBACK,
             ),
-        ),  # fmt: skip
+        ),
         "refund-query-not-found": one(
             "退款查询 with no refund data: no such refund (not refunded).",
             ali_exchange(
@@ -803,7 +803,7 @@ def alipay() -> dict[str, dict[str, Any]]:
                     "out_request_no": REFUND,
                 },
             ),
-        ),  # fmt: skip
+        ),
         "notification-transfer-changed": ali_notification(
             {
                 "notify_id": "2026030200222181533000000000000001",
@@ -830,7 +830,7 @@ def alipay() -> dict[str, dict[str, Any]]:
             with_sign_type=True,
             description="The message-service notification of a transfer's end (form POST; this "
             "kind signs sign_type too). The gateway answers `success`.",
-        ),  # fmt: skip
+        ),
         "notification-refund": ali_notification(
             {
                 "notify_time": "2026-03-02 18:16:00",
