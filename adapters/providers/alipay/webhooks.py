@@ -47,7 +47,8 @@ def parse_form(body: bytes) -> dict[str, str]:
     except UnicodeDecodeError:
         raise WebhookVerificationError("malformed_body") from None
     try:
-        first = parse_qsl(text, keep_blank_values=True, strict_parsing=True, errors="strict")
+        # First only to learn the declared charset (values may not be UTF-8).
+        first = parse_qsl(text, keep_blank_values=True, strict_parsing=True, errors="replace")
         charset = dict(first).get("charset", "utf-8") or "utf-8"
         pairs = parse_qsl(
             text, keep_blank_values=True, strict_parsing=True, encoding=charset, errors="strict"
