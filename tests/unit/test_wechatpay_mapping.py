@@ -54,7 +54,10 @@ def test_an_unknown_transfer_state_raises(state: object) -> None:
 
 def test_a_failure_carries_its_reason_and_an_unknown_reason_still_fails() -> None:
     frozen = mapping.transfer_result(bill("FAIL", fail_reason="ACCOUNT_FROZEN"))
-    assert (frozen.failure_code, frozen.provider_code) == ("recipient_not_permitted", "ACCOUNT_FROZEN")
+    assert (frozen.failure_code, frozen.provider_code) == (
+        "recipient_not_permitted",
+        "ACCOUNT_FROZEN",
+    )
     odd = mapping.transfer_result(bill("FAIL", fail_reason="SOMETHING_NEW"))
     assert (odd.state, odd.failure_code) == ("failed", "provider_failed")
     cancelled = mapping.transfer_result(bill("CANCELLED"))
