@@ -116,8 +116,10 @@ def test_a_transfer_deals_then_settles_and_notifies(
         delivered += sandbox.deliver_callbacks(lambda url, headers, body: next(answers))
     record = delivered[-1]
     assert (record.statuses, record.delivered) == ([500, 200, 200], True)  # until `success`
-    params = webhooks.verify("POST", record.headers, record.body,
-                             keys=KeyRing({"alipay": app.keys[0]}), app_id="2021000100000001")  # fmt: skip
+    keys = KeyRing({"alipay": app.keys[0]})
+    params = webhooks.verify(
+        "POST", record.headers, record.body, keys=keys, app_id="2021000100000001"
+    )
     assert json.loads(params["biz_content"])["status"] == "SUCCESS"
 
 
@@ -145,24 +147,23 @@ def test_calls_that_are_not_the_applications_are_refused_unsigned(
     assert sandbox.ledger.orders == {}
 
 
+def payee(identity: str, kind: str = "ALIPAY_USER_ID", **extra: str) -> dict[str, Any]:
+    return transfer(payee_info={"identity": identity, "identity_type": kind, **extra})
+
+
 @pytest.mark.parametrize(
     ("biz", "sub_code"),
     [
-        (transfer(payee_info={"identity": "2088000000000000", "identity_type": "ALIPAY_USER_ID"}),
-         "PAYEE_NOT_EXIST"),
-        (transfer(payee_info={"identity": "wangwei@example.com", "identity_type": "ALIPAY_LOGON_ID"}),
-         "PAYEE_USER_INFO_ERROR"),
-        (transfer(payee_info={"identity": "wangwei@example.com", "identity_type": "ALIPAY_LOGON_ID",
-                              "name": "王五"}), "PAYEE_USER_INFO_ERROR"),
-        (transfer(payee_info={"identity": "2088102000000003", "identity_type": "ALIPAY_USER_ID"}),
-         "PAYEE_ACCOUNT_STATUS_ERROR"),
-        (transfer(payee_info={"identity": "2088102000000004", "identity_type": "ALIPAY_USER_ID"}),
-         "PAYEE_NOT_RELNAME_CERTIFY"),
+        (payee("2088000000000000"), "PAYEE_NOT_EXIST"),
+        (payee("wangwei@example.com", "ALIPAY_LOGON_ID"), "PAYEE_USER_INFO_ERROR"),
+        (payee("wangwei@example.com", "ALIPAY_LOGON_ID", name="王五"), "PAYEE_USER_INFO_ERROR"),
+        (payee("2088102000000003"), "PAYEE_ACCOUNT_STATUS_ERROR"),
+        (payee("2088102000000004"), "PAYEE_NOT_RELNAME_CERTIFY"),
         (transfer(trans_amount="0.01"), "EXCEED_LIMIT_SM_MIN_AMOUNT"),
         (transfer(trans_amount="1.5"), "INVALID_PARAMETER"),
         (transfer(product_code="OTHER"), "INVALID_PARAMETER"),
     ],
-)  # fmt: skip
+)
 def test_business_refusals_are_signed(app: App, biz: dict[str, Any], sub_code: str) -> None:
     value = app.call(TRANSFER, biz)
     assert (value["code"], value["sub_code"]) == ("40004", sub_code)

@@ -73,7 +73,7 @@ def test_amounts_that_are_not_yuan_raise(wire: object) -> None:
 def test_yuan_are_written_with_two_decimals() -> None:
     assert mapping.yuan(Money(10, "CNY")) == "0.10"
     assert mapping.yuan(Money.parse("250.00", "CNY")) == "250.00"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="CNY"):
         mapping.yuan(Money.parse("1.00", "USD"))
 
 
@@ -147,7 +147,7 @@ def test_payee_by_identity_type() -> None:
         "identity_type": "ALIPAY_USER_ID",
     }
     assert mapping.payee(AccountIdentifier("alipay_logon_id", "a@b.c", "王伟"))["name"] == "王伟"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not an Alipay identity type"):
         mapping.payee(AccountIdentifier("msisdn", "+86"))
 
 

@@ -156,7 +156,7 @@ def test_out_bill_no_is_letters_and_digits_and_stable() -> None:
     assert mapping.out_bill_no("po_01jd9k3m6r1x8y0v4t2c5n7q9w") == mapping.out_bill_no(
         "po_01jd9k3m6r1x8y0v4t2c5n7q9w"
     )
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="out_bill_no"):
         mapping.out_bill_no("x" * 40)
 
 
@@ -166,7 +166,7 @@ def test_the_transfer_body_in_fen_with_a_short_remark() -> None:
         out_bill_no="po01",
         openid="o-1",
         amount=Money.parse("1234.56", "CNY"),
-        remark="这是一段很长很长很长很长很长很长很长很长很长很长很长的转账备注，超过三十二个字",
+        remark="这是一段很长很长很长很长很长很长很长很长很长很长很长的转账备注, 超过三十二个字",
         notify_url=None,
         scene_id="1000",
         report_infos=[],
