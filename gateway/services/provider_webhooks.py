@@ -120,7 +120,7 @@ class ProviderWebhooks:
                     reason=reason,
                     method=method.upper()[:10],
                     headers={
-                        k.lower(): v[:300] for k, v in headers.items() if k.lower() in KEPT_HEADERS
+                        k.lower(): v[:1024] for k, v in headers.items() if k.lower() in KEPT_HEADERS
                     },
                     body=body[: self.limits.max_bytes].decode("utf-8", errors="replace"),
                     body_bytes=len(body),
