@@ -13,7 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-LI_WEI = "6222020000000001"  # a seeded CNY customer of the core simulator
+# A seeded CNY customer of the core simulator (120.00 available) that the README walkthrough,
+# which shares this server, does not use.
+WANG_FANG = "6222020000000002"
 
 
 def _token(live_gateway: Any, container: Any) -> dict[str, str]:
@@ -59,10 +61,10 @@ def test_serve_runs_the_sandbox_and_a_payout_completes_by_callback(
         f"{live_gateway.base_url}/v1/payouts",
         headers={**headers, "Idempotency-Key": f"embedded-{provider}-1"},
         json={
-            "source_account": LI_WEI,
+            "source_account": WANG_FANG,
             "provider": provider,
             "recipient": recipient,
-            "amount": {"value": "88.80", "currency": "CNY"},
+            "amount": {"value": "12.30", "currency": "CNY"},
             "description": "Tuition",
         },
         timeout=30,
