@@ -7,8 +7,8 @@
   the bare base64 the Alipay console hands out.
 * `KeyRing`: the provider's verification keys by id (a WeChat Pay platform certificate serial or
   `PUB_KEY_ID_…`, or the file name), loaded from files and from a directory that is read again
-  (at most every `reload_seconds`) when an unknown id shows up: rotating a key is dropping a
-  file next to the old one, without a restart.
+  when an unknown id shows up and the directory changed (or, failing that, at most every
+  `reload_seconds`): rotating a key is dropping a file next to the old one, without a restart.
 
 Errors name the file, never its content.
 """
@@ -160,6 +160,7 @@ class KeyRing:
         self._lock = threading.Lock()
         self._loaded: dict[str, PublicKey] = {}
         self._loaded_at = float("-inf")
+        self._stamp: int | None = None
         if directory is not None:
             self.reload()
 
@@ -185,8 +186,16 @@ class KeyRing:
             keys[name.upper() if loaded.serial else name] = loaded
         return cls(keys, directory=directory, reload_seconds=reload_seconds)
 
+    def _directory_stamp(self) -> int | None:
+        """When the directory last changed (a file added, removed or renamed into it)."""
+        try:
+            return self._directory.stat().st_mtime_ns if self._directory is not None else None
+        except OSError:
+            return None
+
     def reload(self) -> None:
         """Read the directory again (new files are added, removed ones dropped)."""
+        stamp = self._directory_stamp()
         loaded: dict[str, PublicKey] = {}
         if self._directory is not None and self._directory.is_dir():
             for path in sorted(self._directory.glob("*.pem")):
@@ -195,6 +204,12 @@ class KeyRing:
         with self._lock:
             self._loaded = loaded
             self._loaded_at = time.monotonic()
+            self._stamp = stamp
+
+    def _reload_due(self) -> bool:
+        with self._lock:
+            changed = self._directory_stamp() != self._stamp
+            return changed or time.monotonic() - self._loaded_at >= self._reload_seconds
 
     def _merged(self) -> dict[str, PublicKey]:
         with self._lock:
@@ -204,12 +219,9 @@ class KeyRing:
         """The key with this id; an unknown id makes the directory be read again first."""
         wanted = key_id.strip()
         found = self._lookup(wanted)
-        if found is None and self._directory is not None:
-            with self._lock:
-                due = time.monotonic() - self._loaded_at >= self._reload_seconds
-            if due:
-                self.reload()
-                found = self._lookup(wanted)
+        if found is None and self._directory is not None and self._reload_due():
+            self.reload()
+            found = self._lookup(wanted)
         return found
 
     def _lookup(self, key_id: str) -> PublicKey | None:
@@ -218,11 +230,8 @@ class KeyRing:
 
     def all(self, *, refresh: bool = False) -> list[PublicKey]:
         """Every key (Alipay signatures carry no key id: each one is tried)."""
-        if refresh and self._directory is not None:
-            with self._lock:
-                due = time.monotonic() - self._loaded_at >= self._reload_seconds
-            if due:
-                self.reload()
+        if refresh and self._directory is not None and self._reload_due():
+            self.reload()
         return list(self._merged().values())
 
     def ids(self) -> list[str]:

@@ -282,7 +282,7 @@ def test_round_trip_with_a_public_key_id_and_rotation(tmp_path: Path) -> None:
 def test_a_key_dropped_into_the_directory_is_picked_up(tmp_path: Path) -> None:
     directory = tmp_path / "platform-keys"
     directory.mkdir()
-    keys = KeyRing(directory=directory, reload_seconds=0)
+    keys = KeyRing(directory=directory, reload_seconds=3600)  # the change alone triggers it
     key_id = "PUB_KEY_ID_0114232134912410000000000000"
     assert keys.get(key_id) is None
     (directory / f"{key_id}.pem").write_bytes((KEYS / f"{key_id}.pem").read_bytes())

@@ -21,7 +21,7 @@ import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -160,7 +160,7 @@ def notification(
     )
     envelope = {
         "id": event_id or str(uuid.uuid4()),
-        "create_time": datetime.fromtimestamp(timestamp).astimezone().isoformat(),
+        "create_time": datetime.fromtimestamp(timestamp, UTC).isoformat(),
         "resource_type": "encrypt-resource",
         "event_type": event_type,
         "summary": "notification",
