@@ -342,7 +342,15 @@ class PayoutService:
             try:
                 adapter.check_payout(amount, recipient)
             except ProviderError as exc:
-                pointer = "/recipient/name" if "name" in exc.code else "/recipient"
+                pointer = (
+                    "/recipient/name"
+                    if "name" in exc.code
+                    else "/amount/currency"
+                    if "currency" in exc.code
+                    else "/amount/value"
+                    if exc.code.startswith("amount_")
+                    else "/recipient"
+                )
                 raise Unprocessable(
                     exc.detail, code=exc.code, errors=[{"pointer": pointer, "detail": exc.detail}]
                 ) from None
