@@ -328,10 +328,13 @@ class ProviderCapabilities:
 
 @dataclass(frozen=True)
 class AccountIdentifier:
-    """A wallet account at the provider: `msisdn` (+254712345678), `walletid`, `accountid`..."""
+    """A wallet account at the provider: `msisdn` (+254712345678), `walletid`, `openid`,
+    `alipay_user_id`...; `name` is the holder's real name where the provider checks it (Alipay
+    logon ids, large WeChat Pay transfers)."""
 
     type: str
     value: str = field(repr=False)
+    name: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -392,13 +395,47 @@ class ProviderNotification:
     """
 
     event_id: str
-    kind: str  # e.g. "payout"
+    # "payout" is applied to a payout; anything else ("refund", "payment", "other") is
+    # recorded and acknowledged only (the gateway does not initiate refunds or payments).
+    kind: str
     reference: str | None = None
     idempotency_key: str | None = None
     request_id: str | None = None
     transaction_reference: str | None = None
     result: PayoutResult | None = None
     authoritative: bool = False
+
+
+@dataclass(frozen=True)
+class WebhookReply:
+    """The answer a provider expects to its notification (e.g. Alipay's plain-text `success`)."""
+
+    status: int
+    body: bytes = b""
+    content_type: str | None = None
+
+
+@runtime_checkable
+class RepliesToWebhooks(Protocol):
+    """An adapter whose provider expects a particular answer to its notifications.
+
+    Adapters without it get the gateway's default: 204 on success, a problem+json on failure.
+    """
+
+    def webhook_reply(self, *, accepted: bool, status: int, message: str) -> WebhookReply | None:
+        """The answer for a notification that was taken (`accepted`, `status` 2xx) or refused
+        (`status` 4xx/5xx, `message` partner-safe); None keeps the gateway's default."""
+        ...
+
+
+@runtime_checkable
+class ChecksPayouts(Protocol):
+    """An adapter that can tell before any money is held that the provider would refuse a payout
+    (a required recipient name missing, an amount outside its limits)."""
+
+    def check_payout(self, amount: Money, recipient: AccountIdentifier) -> None:
+        """Raise `ProviderRejected` (with a partner-facing `code`) if the payout cannot go."""
+        ...
 
 
 @runtime_checkable

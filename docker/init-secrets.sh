@@ -1,7 +1,8 @@
 #!/bin/sh
 # Creates the compose secrets of docker/compose.yaml in docker/secrets/ (git-ignored):
-# the PostgreSQL password, the gateway's database URL, the /metrics bearer token, and the keys
-# shared with the GSMA Mobile Money sandbox (its API key, and the key it signs callbacks with).
+# the PostgreSQL password, the gateway's database URL, the /metrics bearer token, the keys
+# shared with the GSMA Mobile Money sandbox (its API key, and the key it signs callbacks with)
+# and the WeChat Pay APIv3 key (32 characters) shared with the WeChat Pay sandbox.
 # Existing files are kept, so re-running never changes a password under a running database.
 # Usage: docker/init-secrets.sh [directory]
 set -eu
@@ -34,3 +35,4 @@ write database_url "postgresql+psycopg://gateway:${password}@postgres:5432/gatew
 write metrics_token "$(random_hex)"
 write gsma_mm_api_key "$(random_hex)"
 write gsma_mm_callback_key "$(random_hex)"
+write wechatpay_apiv3_key "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"

@@ -24,7 +24,7 @@ from connexion.resolver import Resolver
 from connexion.utils import get_function_from_name
 
 from gateway import resources
-from gateway.api import auth
+from gateway.api import auth, providers
 from gateway.api.deps import EXTENSION
 from gateway.api.middleware import GatewayMiddleware
 from gateway.api.problems import VALIDATOR_MAP, register_error_handlers
@@ -170,5 +170,6 @@ def create_app(
     flask_app = app.app
     flask_app.extensions[EXTENSION] = gateway
     auth.install(flask_app)
+    flask_app.before_request(providers.keep_raw_body)
     flask_app.add_url_rule("/metrics", "metrics", _metrics_view)
     return app

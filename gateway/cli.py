@@ -894,7 +894,7 @@ def simulator_gsma_mm(host: str | None, port: int | None) -> None:
     host = host or values.simulator_host
     port = values.simulator_port if port is None else port
     try:
-        server = spec.sandbox(values, host, port)
+        server = spec.sandbox(values, host, port, settings.data_dir)
     except OSError as exc:
         raise click.ClickException(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}"
@@ -924,6 +924,124 @@ def simulator_gsma_mm(host: str | None, port: int | None) -> None:
         pass
     finally:
         server.shutdown()
+
+
+def _start_sandbox(provider_id: str, title: str, host: str | None, port: int | None) -> Any:
+    """Build a provider's sandbox from its GATEWAY_<ID>_* settings and serve it (CLI)."""
+    from pydantic import ValidationError
+
+    from adapters.providers.registry import PROVIDERS
+
+    settings = _settings()
+    if settings.environment == "production":
+        raise click.ClickException(f"the {title} sandbox is not for production")
+    spec = PROVIDERS[provider_id]
+    assert spec.sandbox is not None
+    try:
+        values = spec.settings(_secrets_dir=_secrets_dir())
+    except ValidationError as exc:
+        raise click.ClickException(
+            f"invalid GATEWAY_{provider_id.upper()}_* settings: {exc}"
+        ) from None
+    host = host or values.simulator_host
+    port = values.simulator_port if port is None else port
+    try:
+        return spec.sandbox(values, host, port, settings.data_dir)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+        ) from None
+    except ValueError as exc:  # unreadable key files
+        raise click.ClickException(str(exc)) from None
+
+
+def _run_sandbox(server: Any) -> None:
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+
+
+@simulator.command("wechatpay")
+@click.option(
+    "--host", default=None, help="Bind address (default GATEWAY_WECHATPAY_SIMULATOR_HOST)."
+)
+@click.option(
+    "--port", type=int, default=None, help="Port (default GATEWAY_WECHATPAY_SIMULATOR_PORT)."
+)
+def simulator_wechatpay(host: str | None, port: int | None) -> None:
+    """Serve the WeChat Pay API v3 sandbox in the foreground.
+
+    It uses the gateway's GATEWAY_WECHATPAY_* settings: merchant id, AppID, certificate serial
+    and APIv3 key; it reads (or creates) the merchant key in
+    GATEWAY_WECHATPAY_MERCHANT_PRIVATE_KEY_FILE and publishes its platform public key into
+    GATEWAY_WECHATPAY_PLATFORM_KEYS_DIR (defaults under `<data_dir>/wechatpay-sandbox`).
+    Users, fault modes and the admin API: docs/providers/wechatpay.md.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    server = _start_sandbox("wechatpay", "WeChat Pay", host, port)
+    sandbox = server.sandbox
+    console = Console(stderr=True)
+    table = Table()
+    for column in ("openid", "name", "balance (CNY)", "status", "confirms"):
+        table.add_column(column, no_wrap=True)
+    for user in sandbox.ledger.users.values():
+        table.add_row(
+            user.openid,
+            user.name,
+            f"{user.balance / 100:,.2f}",
+            user.status,
+            "auto" if user.auto_receive else "must confirm",
+        )
+    console.print(table)
+    console.print(
+        f"WeChat Pay API v3 sandbox on {server.base_url} (mchid {sandbox.mchid}, "
+        f"platform key {sandbox.platform_key_id})\n"
+        f"  admin API {server.base_url}/sandbox   Ctrl-C stops it."
+    )
+    _run_sandbox(server)
+
+
+@simulator.command("alipay")
+@click.option("--host", default=None, help="Bind address (default GATEWAY_ALIPAY_SIMULATOR_HOST).")
+@click.option(
+    "--port", type=int, default=None, help="Port (default GATEWAY_ALIPAY_SIMULATOR_PORT)."
+)
+def simulator_alipay(host: str | None, port: int | None) -> None:
+    """Serve the Alipay OpenAPI sandbox in the foreground.
+
+    It uses the gateway's GATEWAY_ALIPAY_* settings: the APPID; it reads (or creates) the
+    application key in GATEWAY_ALIPAY_APP_PRIVATE_KEY_FILE and publishes its Alipay public key
+    into GATEWAY_ALIPAY_ALIPAY_PUBLIC_KEYS_DIR (defaults under `<data_dir>/alipay-sandbox`).
+    Accounts, fault modes and the admin API: docs/providers/alipay.md.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    server = _start_sandbox("alipay", "Alipay", host, port)
+    sandbox = server.sandbox
+    console = Console(stderr=True)
+    table = Table()
+    for column in ("user id", "logon id", "name", "balance (CNY)", "status"):
+        table.add_column(column, no_wrap=True)
+    for account in sandbox.ledger.accounts.values():
+        table.add_row(
+            account.user_id,
+            ", ".join(account.logon_ids),
+            account.name,
+            f"{account.balance / 100:,.2f}",
+            account.status,
+        )
+    console.print(table)
+    console.print(
+        f"Alipay OpenAPI sandbox on {server.base_url}/gateway.do (APPID {sandbox.app_id})\n"
+        f"  admin API {server.base_url}/sandbox   Ctrl-C stops it."
+    )
+    _run_sandbox(server)
 
 
 def _secrets_dir() -> str | None:

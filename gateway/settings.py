@@ -16,6 +16,10 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+# The wallet providers a development or test gateway enables when GATEWAY_PROVIDERS is unset,
+# each with its embedded sandbox (`make run` can demo a payout through every one).
+DEVELOPMENT_PROVIDERS = ("gsma_mm", "wechatpay", "alipay")
+
 
 class SettingsError(RuntimeError):
     """Settings that cannot work; the message names each offending variable."""
@@ -410,9 +414,10 @@ class Settings(BaseSettings):
     # --- payouts and wallet providers (docs/payouts.md, docs/providers/) ---------------------
     providers: Annotated[list[str] | None, NoDecode] = Field(
         None,
-        description="Enabled wallet providers, comma-separated ids (`gsma_mm`); each reads its "
-        "own `GATEWAY_<ID>_*` settings (docs/providers/). Unset: `gsma_mm` with its embedded "
-        "sandbox in development and test, none in production. Empty: no payouts.",
+        description="Enabled wallet providers, comma-separated ids (`gsma_mm`, `wechatpay`, "
+        "`alipay`); each reads its own `GATEWAY_<ID>_*` settings (docs/providers/). Unset: all "
+        "three with their embedded sandboxes in development and test, none in production. "
+        "Empty: no payouts.",
     )
     provider_callback_base_url: str = Field(
         "",
@@ -685,7 +690,7 @@ class Settings(BaseSettings):
         """The wallet providers in use (see `providers`)."""
         if self.providers is not None:
             return list(dict.fromkeys(self.providers))
-        return [] if self.environment == "production" else ["gsma_mm"]
+        return [] if self.environment == "production" else list(DEVELOPMENT_PROVIDERS)
 
     @property
     def resolved_provider_callback_base_url(self) -> str:

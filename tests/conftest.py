@@ -14,6 +14,7 @@ import secrets
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -298,16 +299,147 @@ def gsma_settings(sandbox: Any, **overrides: Any) -> dict[str, Any]:
     return values
 
 
+# The WeChat Pay and Alipay sandboxes in tests: the committed test keys (tests/fixtures/*/
+# test-keys), the core simulator's seeded clearing accounts, and how long a transfer takes.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+WECHATPAY_APIV3_KEY = "testAPIv3key0000wallet0gateway01"  # 32 bytes, tests only
+WECHATPAY_CLEARING_ACCOUNT = "9100000000000202"
+ALIPAY_CLEARING_ACCOUNT = "9100000000000203"
+CN_PROCESSING_SECONDS = 30.0
+
+
+def _copy_keys(source: Path, target: Path, names: dict[str, str]) -> Path:
+    for name, destination in names.items():
+        path = target / destination
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes((source / name).read_bytes())
+    return target
+
+
+@pytest.fixture(scope="session")
+def wechatpay_sandbox(
+    clock: OffsetClock, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    """ONE WeChat Pay sandbox per session on a free loopback port, on the session clock.
+
+    Transfers settle CN_PROCESSING_SECONDS after they are accepted (tests move the clock);
+    notifications are sent when tests say so (`deliver_callbacks(sender)`)."""
+    from adapters.providers.wechatpay_sandbox import WechatPaySandbox
+
+    keys = _copy_keys(
+        FIXTURES / "wechatpay" / "test-keys",
+        tmp_path_factory.mktemp("wechatpay-sandbox"),
+        {
+            "merchant_private_key.pem": "merchant_private_key.pem",
+            "wechatpay_public_key_private.pem": "sandbox/platform_private_key.pem",
+        },
+    )
+    sandbox = WechatPaySandbox.from_files(
+        keys_dir=keys,
+        apiv3_key=WECHATPAY_APIV3_KEY.encode(),
+        clock=clock,
+        processing_delay=CN_PROCESSING_SECONDS,
+    )
+    server = sandbox.serve("127.0.0.1", 0, deliver_callbacks=False)
+    sandbox.server = server  # type: ignore[attr-defined]
+    sandbox.keys_dir = keys  # type: ignore[attr-defined]
+    yield sandbox
+    server.shutdown()
+
+
+def wechatpay_settings(sandbox: Any, **overrides: Any) -> dict[str, Any]:
+    """GATEWAY_WECHATPAY_* values pointing the adapter at the session sandbox."""
+    values: dict[str, Any] = {
+        "base_url": sandbox.server.base_url,
+        "mchid": sandbox.mchid,
+        "appid": sandbox.appid,
+        "merchant_serial_no": sandbox.merchant_serial_no,
+        "merchant_private_key_file": sandbox.keys_dir / "merchant_private_key.pem",
+        "apiv3_key": WECHATPAY_APIV3_KEY,
+        "platform_keys_dir": sandbox.keys_dir / "platform-keys",
+        "clearing_account": {"CNY": WECHATPAY_CLEARING_ACCOUNT},
+        "connect_timeout_seconds": 2.0,
+        "read_timeout_seconds": 5.0,
+        "retry_backoff_seconds": 0.01,
+        "retry_backoff_max_seconds": 0.05,
+    }
+    values.update(overrides)
+    return values
+
+
+@pytest.fixture(scope="session")
+def alipay_sandbox(clock: OffsetClock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """ONE Alipay sandbox per session (like `wechatpay_sandbox`)."""
+    from adapters.providers.alipay_sandbox import AlipaySandbox
+
+    keys = _copy_keys(
+        FIXTURES / "alipay" / "test-keys",
+        tmp_path_factory.mktemp("alipay-sandbox"),
+        {
+            "app_private_key.pem": "app_private_key.pem",
+            "alipay_private_key.pem": "sandbox/alipay_private_key.pem",
+        },
+    )
+    sandbox = AlipaySandbox.from_files(
+        keys_dir=keys, clock=clock, processing_delay=CN_PROCESSING_SECONDS
+    )
+    server = sandbox.serve("127.0.0.1", 0, deliver_callbacks=False)
+    sandbox.server = server  # type: ignore[attr-defined]
+    sandbox.keys_dir = keys  # type: ignore[attr-defined]
+    yield sandbox
+    server.shutdown()
+
+
+def alipay_settings(sandbox: Any, **overrides: Any) -> dict[str, Any]:
+    """GATEWAY_ALIPAY_* values pointing the adapter at the session sandbox."""
+    values: dict[str, Any] = {
+        "base_url": sandbox.server.base_url + "/gateway.do",
+        "app_id": sandbox.app_id,
+        "app_private_key_file": sandbox.keys_dir / "app_private_key.pem",
+        "alipay_public_keys_dir": sandbox.keys_dir / "alipay-public-keys",
+        "clearing_account": {"CNY": ALIPAY_CLEARING_ACCOUNT},
+        "connect_timeout_seconds": 2.0,
+        "read_timeout_seconds": 5.0,
+        "retry_backoff_seconds": 0.01,
+        "retry_backoff_max_seconds": 0.05,
+    }
+    values.update(overrides)
+    return values
+
+
+@pytest.fixture(autouse=True)
+def _reset_cn_sandboxes(request: pytest.FixtureRequest) -> Iterator[None]:
+    sandboxes = [
+        request.getfixturevalue(name)
+        for name in ("wechatpay_sandbox", "alipay_sandbox")
+        if name in request.fixturenames
+    ]
+    yield
+    for sandbox in sandboxes:
+        sandbox.reset_faults()
+
+
 @pytest.fixture(scope="session")
 def container(
-    settings: Settings, clock: OffsetClock, core_banking: Any, gsma_sandbox: Any
+    settings: Settings,
+    clock: OffsetClock,
+    core_banking: Any,
+    gsma_sandbox: Any,
+    wechatpay_sandbox: Any,
+    alipay_sandbox: Any,
 ) -> Iterator[Any]:
     from adapters.providers.registry import ProviderRegistry
     from gateway.container import build_container
     from gateway.store import migrate
 
     providers = ProviderRegistry.from_settings(
-        settings, clock=clock, overrides={"gsma_mm": gsma_settings(gsma_sandbox)}
+        settings,
+        clock=clock,
+        overrides={
+            "gsma_mm": gsma_settings(gsma_sandbox),
+            "wechatpay": wechatpay_settings(wechatpay_sandbox),
+            "alipay": alipay_settings(alipay_sandbox),
+        },
     )
     gateway = build_container(settings, clock=clock, core_banking=core_banking, providers=providers)
     migrate.upgrade(gateway.db.engine)

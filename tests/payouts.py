@@ -1,4 +1,4 @@
-"""Helpers for payout tests: send a payout as a bank channel, deliver the GSMA sandbox's
+"""Helpers for payout tests: send a payout as a bank channel, deliver a provider sandbox's
 callbacks into the in-process gateway, and check the money at the core simulator."""
 
 from __future__ import annotations
@@ -30,6 +30,46 @@ def send_payout(
     )
 
 
+def send_cn_payout(
+    client: Any,
+    channel: Any,
+    source: str,
+    *,
+    provider: str,
+    recipient: dict[str, str],
+    amount: str = "100.00",
+    description: str = "Tuition",
+) -> Any:
+    """A CNY payout through WeChat Pay or Alipay."""
+    return client.post(
+        "/v1/payouts",
+        headers={**channel.auth, "Idempotency-Key": str(uuid.uuid4())},
+        json={
+            "source_account": source,
+            "provider": provider,
+            "recipient": recipient,
+            "amount": {"value": amount, "currency": "CNY"},
+            "description": description,
+        },
+    )
+
+
+def deliver_posts(sandbox: Any, client: Any) -> list[Any]:
+    """Send a WeChat Pay or Alipay sandbox's due notifications into the gateway (in process);
+    the sandbox sees the status and the body (Alipay wants `success`)."""
+
+    def send(url: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        response = client.post(urlparse(url).path, headers=headers, content=body)
+        return int(response.status_code), bytes(response.content)
+
+    def status_only(url: str, headers: dict[str, str], body: bytes) -> int:
+        return send(url, headers, body)[0]
+
+    if type(sandbox).__name__ == "AlipaySandbox":
+        return list(sandbox.deliver_callbacks(send))
+    return list(sandbox.deliver_callbacks(status_only))
+
+
 def deliver(sandbox: Any, client: Any) -> list[Any]:
     """Send the sandbox's due callbacks into the gateway (in process)."""
 
@@ -44,8 +84,11 @@ class Money:
     of a payout at the core simulator (the clearing account is shared by every test, so it is
     checked through the payout's own posting)."""
 
-    def __init__(self, core: Any, core_simulator: Any, source: str) -> None:
+    def __init__(
+        self, core: Any, core_simulator: Any, source: str, clearing: str = GSMA_CLEARING_ACCOUNT
+    ) -> None:
         self.core, self.sim, self.source = core, core_simulator, source
+        self.clearing = clearing
         self.customer_before = Decimal(core.available(source))
 
     def holds(self) -> list[dict[str, Any]]:
@@ -59,7 +102,7 @@ class Money:
         posting = postings[0]
         assert (posting["debit_account"], posting["credit_account"]) == (
             self.source,
-            GSMA_CLEARING_ACCOUNT,
+            self.clearing,
         )
         assert Decimal(posting["amount_units"]) / 100_000 == value
         assert posting["status"] == "BOOKED"

@@ -15,13 +15,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import ValidationError
 
 from adapters.base import WalletProvider
+from adapters.providers.alipay import AlipayProvider, AlipaySettings
 from adapters.providers.gsma_mm import GsmaMmProvider, GsmaMmSettings
 from adapters.providers.settings import ProviderContext, ProviderSettings
+from adapters.providers.wechatpay import WechatPayProvider, WechatPaySettings
 from gateway.domain.clock import Clock, SystemClock
 from gateway.settings import Settings, SettingsError
 
@@ -43,11 +46,14 @@ class ProviderSpec:
     title: str
     settings: type[ProviderSettings]
     build: Callable[[Any, ProviderContext], WalletProvider]
-    # Start the provider's sandbox with credentials matching the settings (None: no sandbox).
-    sandbox: Callable[[Any, str, int], RunningSandbox] | None = None
+    # Start the provider's sandbox with credentials matching the settings (None: no sandbox):
+    # (settings, host, port, the gateway's data directory).
+    sandbox: Callable[[Any, str, int, Path], RunningSandbox] | None = None
 
 
-def _gsma_mm_sandbox(settings: GsmaMmSettings, host: str, port: int) -> RunningSandbox:
+def _gsma_mm_sandbox(
+    settings: GsmaMmSettings, host: str, port: int, data_dir: Path
+) -> RunningSandbox:
     from adapters.providers.gsma_mm_sandbox import GsmaMmSandbox
 
     def secret(value: Any) -> str | None:
@@ -63,12 +69,61 @@ def _gsma_mm_sandbox(settings: GsmaMmSettings, host: str, port: int) -> RunningS
     return sandbox.serve(host, port)
 
 
+def _wechatpay_sandbox(
+    settings: WechatPaySettings, host: str, port: int, data_dir: Path
+) -> RunningSandbox:
+    """The WeChat Pay sandbox with the gateway's merchant id, keys and APIv3 key; it publishes
+    its platform public key where the adapter reads WeChat Pay's keys."""
+    from adapters.providers.wechatpay.settings import SANDBOX_DIR_NAME
+    from adapters.providers.wechatpay_sandbox import WechatPaySandbox
+
+    credentials = settings.credentials(data_dir)
+    sandbox = WechatPaySandbox.from_files(
+        keys_dir=settings.sandbox_dir or data_dir / SANDBOX_DIR_NAME,
+        merchant_private_key_file=credentials.merchant_private_key_file,
+        publish_dir=credentials.platform_keys_dir,
+        mchid=credentials.mchid,
+        appid=credentials.appid,
+        merchant_serial_no=credentials.merchant_serial_no,
+        apiv3_key=credentials.apiv3_key,
+        processing_delay=1.0,  # long enough to see a payout `processing` in a demo
+    )
+    return sandbox.serve(host, port)
+
+
+def _alipay_sandbox(
+    settings: AlipaySettings, host: str, port: int, data_dir: Path
+) -> RunningSandbox:
+    """The Alipay sandbox with the gateway's app id and key; it publishes its Alipay public
+    key where the adapter reads Alipay's keys."""
+    from adapters.providers.alipay.settings import SANDBOX_DIR_NAME
+    from adapters.providers.alipay_sandbox import AlipaySandbox
+
+    credentials = settings.credentials(data_dir)
+    sandbox = AlipaySandbox.from_files(
+        keys_dir=settings.sandbox_dir or data_dir / SANDBOX_DIR_NAME,
+        app_private_key_file=credentials.app_private_key_file,
+        publish_dir=credentials.alipay_public_keys_dir,
+        app_id=credentials.app_id,
+        processing_delay=1.0,
+    )
+    return sandbox.serve(host, port)
+
+
 PROVIDERS: dict[str, ProviderSpec] = {
     spec.id: spec
     for spec in (
         ProviderSpec(
             "gsma_mm", "GSMA Mobile Money API", GsmaMmSettings, GsmaMmProvider, _gsma_mm_sandbox
         ),
+        ProviderSpec(
+            "wechatpay",
+            "WeChat Pay API v3",
+            WechatPaySettings,
+            WechatPayProvider,
+            _wechatpay_sandbox,
+        ),
+        ProviderSpec("alipay", "Alipay OpenAPI", AlipaySettings, AlipayProvider, _alipay_sandbox),
     )
 }
 
@@ -148,6 +203,7 @@ class ProviderRegistry:
             environment=settings.environment,
             callback_base_url=settings.resolved_provider_callback_base_url,
             clock=clock or SystemClock(),
+            data_dir=settings.data_dir,
         )
         loaded = load_provider_settings(settings, overrides)
         adapters = {
@@ -201,7 +257,9 @@ def start_embedded_sandboxes(settings: Settings) -> list[tuple[str, RunningSandb
         for provider_id, values in load_provider_settings(settings).items():
             spec = PROVIDERS[provider_id]
             if values.embedded and spec.sandbox is not None:
-                sandbox = spec.sandbox(values, values.simulator_host, values.simulator_port)
+                sandbox = spec.sandbox(
+                    values, values.simulator_host, values.simulator_port, settings.data_dir
+                )
                 running.append((provider_id, sandbox))
     except BaseException:
         for _provider_id, sandbox in running:

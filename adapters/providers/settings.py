@@ -203,6 +203,9 @@ class ProviderContext:
     callback_base_url: str  # public base URL the provider calls back on
     clock: Clock
     user_agent: str = "wallet-gateway"
+    # The gateway's local state directory (GATEWAY_DATA_DIR): embedded sandboxes keep their
+    # development keys under it.
+    data_dir: Path = Path("var")
 
     def callback_url(self, provider_id: str) -> str:
         return f"{self.callback_base_url.rstrip('/')}/v1/providers/{provider_id}/webhooks"

@@ -154,9 +154,12 @@ def handle_connexion_problem(request: ConnexionRequest, exc: Exception) -> Conne
         code = "unsupported_media_type"
     elif isinstance(exc, ExtraParameterProblem):
         code = "unknown_parameter"
+        # connexion keeps the names only in its detail ("Extra formData parameter(s) a,b not
+        # in spec").
+        names = getattr(exc, "extra_params", None) or _extra_names(str(exc.detail))
         errors = [
             {"parameter": name, "detail": "is not a parameter of this operation"}
-            for name in sorted(exc.extra_params)
+            for name in sorted(names)
         ]
         detail = "The request has parameters this operation does not accept"
     if status >= 500:
@@ -406,12 +409,28 @@ class ProblemParameterValidator(ParameterValidator):
             )
 
 
+def _extra_names(detail: str) -> list[str]:
+    listed = detail.partition("parameter(s) ")[2].rpartition(" not in spec")[0]
+    return [name for name in listed.split(",") if name]
+
+
+class OpenFormDataValidator(FormDataValidator):
+    """Form bodies. A schema that allows additional properties (a provider's notification, whose
+    parameters the provider extends at will: Alipay) is not checked for unknown names; every
+    other form keeps strict validation."""
+
+    def _validate_params_strictly(self, data: dict[str, Any]) -> None:
+        if self._schema.get("additionalProperties") not in (None, False):
+            return
+        super()._validate_params_strictly(data)
+
+
 VALIDATOR_MAP = {
     "parameter": ProblemParameterValidator,
     "body": MediaTypeDict(
         {
             "*/*json": ProblemJSONBodyValidator,
-            "application/x-www-form-urlencoded": FormDataValidator,
+            "application/x-www-form-urlencoded": OpenFormDataValidator,
             "multipart/form-data": MultiPartFormDataValidator,
         }
     ),

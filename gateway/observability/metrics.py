@@ -101,7 +101,7 @@ PROVIDER_CALLS = Counter(
     "gateway_provider_requests_total",
     "Calls to wallet providers by provider, operation and outcome (ok; rejected: a 4xx answer; "
     "unavailable: not reached, 429 or 503; timeout: no answer in time; error: 5xx or the "
-    "connection lost after sending)",
+    "connection lost after sending; bad_signature: an answer whose signature did not verify)",
     ["provider", "operation", "outcome"],
 )
 PROVIDER_LATENCY = Histogram(
@@ -113,7 +113,7 @@ PROVIDER_LATENCY = Histogram(
 PROVIDER_WEBHOOKS = Counter(
     "gateway_provider_webhooks_total",
     "Inbound provider notifications by provider and outcome "
-    "(applied, duplicate, ignored, rejected, rate_limited, deferred)",
+    "(applied, duplicate, ignored, recorded, rejected, rate_limited, deferred)",
     ["provider", "outcome"],
 )
 PAYOUTS_OPEN = Gauge(

@@ -22,6 +22,7 @@ Rules that keep money safe:
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -34,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from adapters.base import (
     AccountIdentifier,
+    ChecksPayouts,
     CoreBanking,
     CoreBankingError,
     CoreBankingRejected,
@@ -124,6 +126,21 @@ class PayoutPolicy:
     not_found_after: timedelta  # provider has no record this long after sending: send again
     stale: timedelta  # a step in flight this long is looked at by recovery
     clearing_check_ttl: timedelta = timedelta(minutes=5)
+
+
+def _recipient_secret(recipient: AccountIdentifier) -> str:
+    """What the vault keeps of a recipient: the identifier, or, when the provider needs the
+    holder's name too, both as a small JSON document (identifiers never start with `{`)."""
+    if recipient.name is None:
+        return recipient.value
+    return json.dumps({"value": recipient.value, "name": recipient.name}, ensure_ascii=False)
+
+
+def _recipient_from(kind: str, secret: str) -> AccountIdentifier:
+    if secret.startswith("{"):
+        document = json.loads(secret)
+        return AccountIdentifier(kind, str(document["value"]), str(document["name"]))
+    return AccountIdentifier(kind, secret)
 
 
 def _money(minor: int, currency: str) -> dict[str, str]:
@@ -307,7 +324,12 @@ class PayoutService:
             raise Unprocessable(
                 "This provider does not take payouts", code="not_supported_by_provider"
             )
-        recipient = self.recipient(adapter, body["recipient"]["type"], body["recipient"]["value"])
+        recipient = self.recipient(
+            adapter,
+            body["recipient"]["type"],
+            body["recipient"]["value"],
+            name=body["recipient"].get("name"),
+        )
         clearing = self.providers.clearing_account(provider_id, amount.currency)
         if clearing is None:
             raise Unprocessable(
@@ -315,11 +337,30 @@ class PayoutService:
                 code="currency_not_supported",
                 errors=[{"pointer": "/amount/currency", "detail": "not offered by the provider"}],
             )
+        if isinstance(adapter, ChecksPayouts):
+            # What the provider would refuse is refused before any money is held.
+            try:
+                adapter.check_payout(amount, recipient)
+            except ProviderError as exc:
+                pointer = (
+                    "/recipient/name"
+                    if "name" in exc.code
+                    else "/amount/currency"
+                    if "currency" in exc.code
+                    else "/amount/value"
+                    if exc.code.startswith("amount_")
+                    else "/recipient"
+                )
+                raise Unprocessable(
+                    exc.detail, code=exc.code, errors=[{"pointer": pointer, "detail": exc.detail}]
+                ) from None
         source = normalize_account_number(body["source_account"])
         return amount, provider_id, adapter, recipient, clearing, source
 
     @staticmethod
-    def recipient(adapter: WalletProvider, kind: str, value: str) -> AccountIdentifier:
+    def recipient(
+        adapter: WalletProvider, kind: str, value: str, *, name: str | None = None
+    ) -> AccountIdentifier:
         """A recipient identifier checked against what the provider accepts."""
         if kind not in adapter.capabilities.identifier_types:
             raise Unprocessable(
@@ -341,7 +382,14 @@ class PayoutService:
                 code="validation_failed",
                 errors=[{"pointer": "/recipient/value", "detail": "must not be empty"}],
             )
-        return AccountIdentifier(kind, cleaned)
+        holder = " ".join(name.split()) if name else None
+        if name is not None and not holder:
+            raise InvalidRequest(
+                "The recipient's name is empty",
+                code="validation_failed",
+                errors=[{"pointer": "/recipient/name", "detail": "must not be empty"}],
+            )
+        return AccountIdentifier(kind, cleaned, holder)
 
     def _check_clearing(self, account: str, currency: str) -> None:
         """The clearing account exists, is open, takes credits and is in the currency: checked
@@ -387,7 +435,7 @@ class PayoutService:
         with self.db.transaction() as session:
             source_entry = self.vault.store(session, purpose=SOURCE_PURPOSE, plaintext=source)
             recipient_entry = self.vault.store(
-                session, purpose=RECIPIENT_PURPOSE, plaintext=recipient.value
+                session, purpose=RECIPIENT_PURPOSE, plaintext=_recipient_secret(recipient)
             )
             session.flush()  # the vault rows first: the payout refers to them
             payout = Payout(
@@ -529,7 +577,7 @@ class PayoutService:
             reference=payout.id,
             idempotency_key=payout.provider_idempotency_key,
             amount=Money(payout.amount, payout.currency),
-            recipient=AccountIdentifier(
+            recipient=_recipient_from(
                 payout.recipient_type, self._reveal(payout.recipient_entry_id)
             ),
             description=payout.description or "",

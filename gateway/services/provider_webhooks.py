@@ -11,6 +11,10 @@ verify (the adapter) -> record -> dedupe by the provider's event id -> apply to 
   could not be handled (provider unreachable for the status query) is handled again.
 * Unless the adapter says a notification is authoritative (signed and complete), it is only a
   hint: the payout's status is fetched from the provider and that answer is applied.
+* Notifications that are not about a payout (refunds, payments: the gateway initiates neither)
+  are recorded and acknowledged, so the provider stops sending them.
+* The answer is the gateway's (204, or a problem) unless the adapter declares the one its
+  provider expects (`RepliesToWebhooks`: Alipay's `success`, WeChat Pay's failure JSON).
 """
 
 from __future__ import annotations
@@ -22,7 +26,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from adapters.base import ProviderError, ProviderNotification, WebhookVerificationError
+from adapters.base import (
+    ProviderError,
+    ProviderNotification,
+    RepliesToWebhooks,
+    WebhookReply,
+    WebhookVerificationError,
+)
 from gateway.domain.clock import Clock
 from gateway.domain.errors import NotFound, PayloadTooLarge, RateLimited, ServiceUnavailable
 from gateway.domain.ids import new_id
@@ -49,6 +59,9 @@ KEPT_HEADERS = frozenset(
         "wechatpay-serial",
         "wechatpay-timestamp",
         "wechatpay-nonce",
+        # Not a secret: kept so that an operator can verify a stored notification again.
+        "wechatpay-signature",
+        "request-id",
     }
 )
 NO_SUCH_PAYOUT = "no such payout"
@@ -64,7 +77,7 @@ class WebhookLimits:
 @dataclass(frozen=True)
 class Acknowledgement:
     status: int
-    outcome: str  # applied | duplicate | ignored
+    outcome: str  # applied | duplicate | recorded
 
 
 class ProviderWebhooks:
@@ -107,7 +120,7 @@ class ProviderWebhooks:
                     reason=reason,
                     method=method.upper()[:10],
                     headers={
-                        k.lower(): v[:300] for k, v in headers.items() if k.lower() in KEPT_HEADERS
+                        k.lower(): v[:1024] for k, v in headers.items() if k.lower() in KEPT_HEADERS
                     },
                     body=body[: self.limits.max_bytes].decode("utf-8", errors="replace"),
                     body_bytes=len(body),
@@ -192,6 +205,8 @@ class ProviderWebhooks:
             if previous[1] == "ignored":
                 raise NotFound("No payout matches the notification", code="payout_not_found")
             return Acknowledgement(204, "duplicate")
+        if notification.kind != "payout":
+            return self._record_only(provider, method, headers, body, notification)
         if previous is not None:
             row_id = previous[0]  # deferred last time: handle it now
         else:
@@ -237,6 +252,39 @@ class ProviderWebhooks:
         self._finish(row_id, "applied", payout_id=payout_id, reason=None)
         PROVIDER_WEBHOOKS.labels(provider, "applied").inc()
         return Acknowledgement(204, "applied")
+
+    def _record_only(
+        self,
+        provider: str,
+        method: str,
+        headers: dict[str, str],
+        body: bytes,
+        notification: ProviderNotification,
+    ) -> Acknowledgement:
+        """A verified notification about something other than a payout: kept for the audit
+        trail and reconciliation, acknowledged, never applied."""
+        try:
+            row_id = self._record(
+                provider, method, headers, body, outcome="received", event_id=notification.event_id
+            )
+        except IntegrityError:
+            PROVIDER_WEBHOOKS.labels(provider, "duplicate").inc()
+            return Acknowledgement(204, "duplicate")
+        self._finish(row_id, "recorded", payout_id=None, reason=f"{notification.kind} notification")
+        PROVIDER_WEBHOOKS.labels(provider, "recorded").inc()
+        log.info("provider_webhook_recorded", provider=provider, kind=notification.kind)
+        return Acknowledgement(204, "recorded")
+
+    def reply(
+        self, provider: str, *, accepted: bool, status: int, message: str
+    ) -> WebhookReply | None:
+        """The answer the provider's adapter wants instead of the gateway's default, if any."""
+        if provider not in self.providers:
+            return None
+        adapter = self.providers.get(provider)
+        if not isinstance(adapter, RepliesToWebhooks):
+            return None
+        return adapter.webhook_reply(accepted=accepted, status=status, message=message)
 
     def _poll_soon(self, payout_id: str) -> None:
         with self.db.transaction() as session:

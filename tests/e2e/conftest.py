@@ -48,8 +48,10 @@ def live_gateway(settings, container, tmp_path_factory) -> Iterator[RunningGatew
         "GATEWAY_CORE_BANKING_URL": "",
         "GATEWAY_CORE_BANKING_SIMULATOR_PORT": str(free_port()),
         "GATEWAY_CORE_BANKING_SIMULATOR_DB": ":memory:",
-        # ...and the GSMA Mobile Money sandbox, embedded on its own free port too.
+        # ...and the provider sandboxes, embedded on their own free ports too.
         "GATEWAY_GSMA_MM_SIMULATOR_PORT": str(free_port()),
+        "GATEWAY_WECHATPAY_SIMULATOR_PORT": str(free_port()),
+        "GATEWAY_ALIPAY_SIMULATOR_PORT": str(free_port()),
         # The process shares the session's database: background workers in it (e.g. the
         # webhook dispatcher) would race the tests' own, deterministic ones.
         "GATEWAY_RUN_WORKERS_IN_PROCESS": "false",

@@ -37,3 +37,6 @@ def test_the_readme_walkthrough_works(live_gateway) -> None:  # type: ignore[no-
     assert (
         '"provider":"gsma_mm"' in out and '"status":"processing"' in out
     )  # step 9: the payout is on its way
+    # step 10: through WeChat Pay and Alipay too (their sandboxes answer processing/DEALING)
+    assert '"provider":"wechatpay"' in out and '"provider":"alipay"' in out
+    assert '"status":"failed"' not in out

@@ -62,6 +62,10 @@ def test_gunicorn_processes_share_one_metrics_view_and_stop_cleanly(
         "GATEWAY_CORE_BANKING_URL": "",
         "GATEWAY_CORE_BANKING_SIMULATOR_PORT": str(free_port()),
         "GATEWAY_CORE_BANKING_SIMULATOR_DB": ":memory:",
+        # ...and so do the provider sandboxes it starts.
+        "GATEWAY_GSMA_MM_SIMULATOR_PORT": str(free_port()),
+        "GATEWAY_WECHATPAY_SIMULATOR_PORT": str(free_port()),
+        "GATEWAY_ALIPAY_SIMULATOR_PORT": str(free_port()),
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
     }
     log = tmp_path / "gunicorn.log"

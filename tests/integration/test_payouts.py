@@ -18,8 +18,8 @@ from adapters.base import PayoutResult
 from adapters.providers.registry import ProviderRegistry
 from gateway.domain.money import Money as Amount
 from gateway.store.tables import AuditEntry, Payout
-from tests.conftest import GSMA_PROCESSING_SECONDS, gsma_settings
-from tests.payouts import WALLET, Money, deliver, get, send_payout
+from tests.conftest import CN_PROCESSING_SECONDS, GSMA_PROCESSING_SECONDS, gsma_settings
+from tests.payouts import WALLET, Money, deliver, deliver_posts, get, send_payout
 
 # These tests move the session clock (provider processing, polling windows): put it back.
 pytestmark = pytest.mark.usefixtures("restore_clock")
@@ -81,6 +81,23 @@ def test_only_bank_channels_send_payouts(client: Any, make_partner: Any, custome
         ({"recipient": {"type": "msisdn", "value": "call me"}}, 400, "validation_failed",
          "/recipient/value"),
         ({"account_number": "1"}, 400, "validation_failed", "/account_number"),
+        ({"recipient": {"type": "openid", "value": "o-1"}}, 422, "recipient_type_not_supported",
+         "/recipient/type"),
+        ({"recipient": {"type": "msisdn", "value": WALLET, "name": "   "}}, 400,
+         "validation_failed", "/recipient/name"),
+        # The providers' own pre-checks, answered before any money is held:
+        ({"provider": "wechatpay", "recipient": {"type": "openid", "value": "o-1"},
+          "amount": {"value": "2000.00", "currency": "CNY"}}, 422, "recipient_name_required",
+         "/recipient/name"),
+        ({"provider": "wechatpay", "recipient": {"type": "openid", "value": "o-1"},
+          "amount": {"value": "10.00", "currency": "KES"}}, 422, "currency_not_supported",
+         "/amount/currency"),
+        ({"provider": "alipay", "recipient": {"type": "alipay_logon_id", "value": "a@b.cn"},
+          "amount": {"value": "1.00", "currency": "CNY"}}, 422, "recipient_name_required",
+         "/recipient/name"),
+        ({"provider": "alipay", "recipient": {"type": "alipay_user_id", "value": "12345"},
+          "amount": {"value": "1.00", "currency": "CNY"}}, 422, "recipient_invalid",
+         "/recipient"),
     ],
 )  # fmt: skip
 def test_bad_requests_are_refused_before_any_money_is_held(
@@ -435,6 +452,38 @@ def test_the_payout_view_and_history(
         ("processing", "processing", "decided_capture"),
         ("processing", "succeeded", "captured"),
     ]
+
+
+def test_the_recipients_name_is_kept_in_the_vault_and_never_shown(
+    client: Any,
+    channel: Any,
+    core: Any,
+    container: Any,
+    captured_logs: Any,
+    alipay_sandbox: Any,
+    restore_clock: Any,
+) -> None:
+    source = str(core.open_account("WANG Wei", "CNY", balance="500.00"))
+    body = payload(
+        source,
+        provider="alipay",
+        recipient={"type": "alipay_logon_id", "value": "wangwei@example.com", "name": " 王伟 "},
+        amount={"value": "12.00", "currency": "CNY"},
+    )
+    payout = create(client, channel, body).json()
+
+    assert payout["recipient"] == {"type": "alipay_logon_id", "masked": "****.com"}
+    assert "王伟" not in str(get(client, channel, payout["id"])) and "王伟" not in captured_logs()
+    with container.db.read() as session:
+        row = session.get(Payout, payout["id"])
+        assert row is not None
+        stored = container.vault.reveal(session, row.recipient_entry_id)
+    assert "王伟" in stored and "wangwei@example.com" in stored and " 王伟 " not in stored
+    # The provider got the cleaned name with the identifier: the sandbox, which checks it
+    # against the account holder, pays.
+    restore_clock.advance(seconds=CN_PROCESSING_SECONDS)
+    assert [r.answers for r in deliver_posts(alipay_sandbox, client)] == [["success"]]
+    assert get(client, channel, payout["id"])["status"] == "succeeded"
 
 
 def test_logs_never_show_the_account_or_the_wallet(

@@ -225,3 +225,94 @@ def test_the_same_callback_twice_at_once_is_applied_once(
     money.assert_paid(payout["id"], "100.00")
     rows = [r for r in stored(container, payout_id=payout["id"]) if r.event_id]
     assert len(rows) == 1 and rows[0].outcome == "applied"
+
+
+# --- providers that expect their own answer (WeChat Pay, Alipay) ---------------------------------
+
+
+def _wechatpay_notification(container: Any, clock: Any, resource: dict[str, Any]) -> Any:
+    from adapters.providers.rsa_keys import load_private_key
+    from adapters.providers.wechatpay.webhooks import notification
+    from tests.conftest import FIXTURES, WECHATPAY_APIV3_KEY
+
+    adapter = container.providers.get("wechatpay")
+    return notification(
+        {"mch_id": adapter.credentials.mchid, **resource},
+        event_type="MCHTRANSFER.BILL.FINISHED",
+        apiv3_key=WECHATPAY_APIV3_KEY.encode(),
+        key=load_private_key(
+            FIXTURES / "wechatpay" / "test-keys" / "wechatpay_public_key_private.pem"
+        ),
+        serial="PUB_KEY_ID_0119000000010000000000000001",
+        timestamp=int(clock.now().timestamp()),
+    )
+
+
+def test_wechatpay_gets_its_failure_body_for_a_notification_of_no_payout(
+    client: Any, container: Any, clock: Any
+) -> None:
+    headers, body = _wechatpay_notification(
+        container, clock, {"out_bill_no": "po01nosuchpayout0000000000000", "state": "SUCCESS"}
+    )
+    response = client.post("/v1/providers/wechatpay/webhooks", headers=headers, content=body)
+
+    assert response.status_code == 404
+    assert response.json() == {"code": "FAIL", "message": "No payout matches the notification"}
+    again = client.post("/v1/providers/wechatpay/webhooks", headers=headers, content=body)
+    assert again.status_code == 404  # stays ignored; WeChat Pay gives up after its retries
+    assert stored(container, provider="wechatpay", outcome="ignored")
+
+
+def test_wechatpay_notifications_of_other_events_are_recorded_with_an_empty_204(
+    client: Any, container: Any, clock: Any
+) -> None:
+    from adapters.providers.rsa_keys import load_private_key
+    from adapters.providers.wechatpay.webhooks import notification
+    from tests.conftest import FIXTURES, WECHATPAY_APIV3_KEY
+
+    headers, body = notification(
+        {"mchid": "1900000001", "out_trade_no": "order-1", "trade_state": "SUCCESS"},
+        event_type="TRANSACTION.SUCCESS",
+        apiv3_key=WECHATPAY_APIV3_KEY.encode(),
+        key=load_private_key(
+            FIXTURES / "wechatpay" / "test-keys" / "wechatpay_public_key_private.pem"
+        ),
+        serial="PUB_KEY_ID_0119000000010000000000000001",
+        timestamp=int(clock.now().timestamp()),
+        original_type="transaction",
+    )
+    response = client.post("/v1/providers/wechatpay/webhooks", headers=headers, content=body)
+
+    assert (response.status_code, response.content) == (204, b"")
+    row = stored(container, provider="wechatpay", outcome="recorded")[-1]
+    assert row.reason == "other notification" and row.payout_id is None
+    # Kept so an operator can check it again: the signature headers, not the body's secret key.
+    assert row.headers["wechatpay-signature"] == headers["Wechatpay-Signature"]
+    duplicate = client.post("/v1/providers/wechatpay/webhooks", headers=headers, content=body)
+    assert duplicate.status_code == 204
+
+
+def test_alipay_gets_success_and_refusals_a_problem(client: Any, container: Any) -> None:
+    from adapters.providers.alipay.webhooks import notification
+    from adapters.providers.rsa_keys import load_private_key
+    from tests.conftest import FIXTURES
+
+    alipay_key = load_private_key(FIXTURES / "alipay" / "test-keys" / "alipay_private_key.pem")
+    params = {"notify_type": "trade_status_sync", "notify_id": f"n-{uuid.uuid4().hex}",
+              "app_id": "2021000100000001", "charset": "utf-8", "trade_status": "TRADE_SUCCESS",
+              "subject": "语雀空间 500人规模"}  # fmt: skip
+    body = notification(params, alipay_key)
+    form = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
+
+    taken = client.post("/v1/providers/alipay/webhooks", headers=form, content=body)
+    assert (taken.status_code, taken.text) == (200, "success")
+    assert taken.headers["content-type"].startswith("text/plain")
+    assert (
+        client.post("/v1/providers/alipay/webhooks", headers=form, content=body).text == "success"
+    )
+
+    forged = body.replace(b"TRADE_SUCCESS", b"TRADE_CLOSED")
+    refused = client.post("/v1/providers/alipay/webhooks", headers=form, content=forged)
+    assert refused.status_code == 401
+    assert refused.json()["code"] == "webhook_verification_failed"
+    assert stored(container, provider="alipay", outcome="rejected")[-1].reason == "content_mismatch"

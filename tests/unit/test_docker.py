@@ -34,15 +34,9 @@ COMPOSE = ROOT / "docker" / "compose.yaml"
 # simulator, provider sandboxes, vault key rotation, webhook replay). The integrator removes
 # each entry when its command lands: a listed command that exists fails the test, so this list
 # only shrinks, and anything not listed must exist.
-PLANNED_COMMANDS: set[tuple[str, ...]] = {
-    ("simulator", "wechatpay"),
-    ("simulator", "alipay"),
-}
+PLANNED_COMMANDS: set[tuple[str, ...]] = set()
 # Settings the compose stack sets for the same pieces of work; same rule as above.
-PLANNED_SETTINGS: set[str] = {
-    "GATEWAY_WECHATPAY_BASE_URL",
-    "GATEWAY_ALIPAY_BASE_URL",
-}
+PLANNED_SETTINGS: set[str] = set()
 # Read outside the settings model (gateway/settings.py load_settings, gateway/resources.py).
 OUTSIDE_MODEL = {"GATEWAY_SECRETS_DIR", "GATEWAY_RESOURCES_DIR"}
 
@@ -283,9 +277,11 @@ def test_init_secrets_creates_consistent_files_once(tmp_path: Path) -> None:
 
     again = _run_init_secrets(directory)
     assert (directory / "postgres_password").read_text() == password
-    assert again.stdout.count("kept") == 5
+    assert again.stdout.count("kept") == 6
     for key in ("gsma_mm_api_key", "gsma_mm_callback_key"):
         assert re.fullmatch(r"[0-9a-f]{64}", (directory / key).read_text())
+    # The APIv3 key is 32 bytes (AES-256), the length WeChat Pay's keys have.
+    assert re.fullmatch(r"[0-9a-f]{32}", (directory / "wechatpay_apiv3_key").read_text())
 
 
 @pytest.mark.parametrize("service", ["gateway", "worker", "migrate", "keys-init"])
@@ -318,8 +314,9 @@ def test_compose_configuration_passes_the_production_checks(
     assert settings.redis_url == "redis://redis:6379/0"
     # Every enabled provider's settings (GATEWAY_<ID>_*, secrets from the files) pass too.
     providers = load_provider_settings(settings)
-    assert set(providers) == {"gsma_mm"}
+    assert set(providers) == {"gsma_mm", "wechatpay", "alipay"}
     assert providers["gsma_mm"].api_key is not None  # type: ignore[attr-defined]
+    assert providers["wechatpay"].apiv3_key is not None  # type: ignore[attr-defined]
 
 
 # --- the docs ------------------------------------------------------------------------------------

@@ -113,7 +113,7 @@ def test_errors_name_the_variable() -> None:
 
 
 def test_which_providers_are_enabled() -> None:
-    assert gateway_settings().enabled_providers == ["gsma_mm"]
+    assert gateway_settings().enabled_providers == ["gsma_mm", "wechatpay", "alipay"]
     assert gateway_settings(providers="").enabled_providers == []
     assert gateway_settings(providers=" GSMA_MM ,gsma_mm").enabled_providers == ["gsma_mm"]
     assert load_provider_settings(gateway_settings(providers="")) == {}
@@ -125,18 +125,37 @@ def test_callbacks_go_to_the_public_url_unless_told_otherwise() -> None:
     assert own.resolved_provider_callback_base_url == "http://gateway:8080"
 
 
-def test_the_registry_builds_each_enabled_adapter() -> None:
-    registry = ProviderRegistry.from_settings(gateway_settings())
+def test_the_registry_builds_each_enabled_adapter(tmp_path: Path) -> None:
+    registry = ProviderRegistry.from_settings(gateway_settings(data_dir=tmp_path))
     try:
         adapter = registry.get("gsma_mm")
         assert isinstance(adapter, GsmaMmProvider)
         assert isinstance(adapter, WalletProvider)  # the Protocol, checked at run time
-        assert registry.ids() == ["gsma_mm"] and "gsma_mm" in registry
+        assert registry.ids() == ["gsma_mm", "wechatpay", "alipay"] and "gsma_mm" in registry
         assert registry.clearing_account("gsma_mm", "KES") == "9100000000000201"
         assert registry.clearing_account("gsma_mm", "USD") is None
+        assert registry.clearing_account("wechatpay", "CNY") == "9100000000000202"
+        assert registry.clearing_account("alipay", "CNY") == "9100000000000203"
         assert registry.callback_url("gsma_mm") == (
             "http://127.0.0.1:8080/v1/providers/gsma_mm/webhooks"
         )
+        for provider_id in ("wechatpay", "alipay"):
+            assert isinstance(registry.get(provider_id), WalletProvider)
+        # Embedded (no base URL): the development keys are created under the data directory.
+        assert (tmp_path / "wechatpay-sandbox" / "merchant_private_key.pem").is_file()
+        assert (tmp_path / "alipay-sandbox" / "app_private_key.pem").is_file()
+        with pytest.raises(UnknownProvider):
+            registry.get("paypal")
+    finally:
+        registry.close()
+
+
+def test_only_some_providers(tmp_path: Path) -> None:
+    registry = ProviderRegistry.from_settings(
+        gateway_settings(data_dir=tmp_path, providers="gsma_mm")
+    )
+    try:
+        assert registry.ids() == ["gsma_mm"]
         with pytest.raises(UnknownProvider):
             registry.get("wechatpay")
     finally:
@@ -146,6 +165,8 @@ def test_the_registry_builds_each_enabled_adapter() -> None:
 def test_every_provider_documents_its_variables() -> None:
     variables = setting_variables()
     assert {"GATEWAY_GSMA_MM_BASE_URL", "GATEWAY_GSMA_MM_CLEARING_ACCOUNT"} <= variables
+    assert {"GATEWAY_WECHATPAY_MCHID", "GATEWAY_WECHATPAY_PLATFORM_KEYS_DIR",
+            "GATEWAY_ALIPAY_APP_ID", "GATEWAY_ALIPAY_ALIPAY_PUBLIC_KEYS"} <= variables  # fmt: skip
     for spec in PROVIDERS.values():
         for name, field in spec.settings.model_fields.items():
             assert field.description, f"{spec.id}.{name} needs a description"
