@@ -274,3 +274,40 @@ class SandboxServer:
         for thread in self._threads:
             thread.join(timeout=5)
         self._server.server_close()
+
+
+def json_body() -> dict[str, Any]:
+    """The request's JSON object (admin API), or ValueError for anything else."""
+    from flask import request
+
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object")
+    return data
+
+
+def add_fault_routes(
+    app: Any, sandbox: Any, rule_from_json: Callable[[dict[str, Any]], Any]
+) -> None:
+    """The admin API for a sandbox's fault rules: list, add, clear, delete one."""
+    from flask import jsonify
+
+    @app.get("/sandbox/faults")
+    def list_faults() -> Response:
+        return jsonify({"data": [rule.to_json() for rule in sandbox.faults.rules()]})
+
+    @app.post("/sandbox/faults")
+    def add_fault() -> tuple[Response, int]:
+        rule = sandbox.faults.add(rule_from_json(json_body()))
+        return jsonify(rule.to_json()), 201
+
+    @app.delete("/sandbox/faults")
+    def clear_faults() -> tuple[str, int]:
+        sandbox.reset_faults()
+        return "", 204
+
+    @app.delete("/sandbox/faults/<rule_id>")
+    def delete_fault(rule_id: str) -> tuple[Response | str, int]:
+        if not sandbox.faults.remove(rule_id):
+            return jsonify({"error": "no such fault rule"}), 404
+        return "", 204

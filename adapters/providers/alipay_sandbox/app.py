@@ -55,6 +55,8 @@ from adapters.providers.sandbox_kit import (
     Outbox,
     SandboxServer,
     abort_connection,
+    add_fault_routes,
+    json_body,
     new_rule_id,
 )
 from gateway.domain.clock import Clock, SystemClock
@@ -655,11 +657,7 @@ def register_admin(app: Flask, sandbox: AlipaySandbox) -> None:
     def _http(exc: HTTPException) -> Any:
         return jsonify({"error": exc.description}), exc.code or 500
 
-    def body() -> dict[str, Any]:
-        data = request.get_json(silent=True)
-        if not isinstance(data, dict):
-            raise ValueError("expected a JSON object")
-        return data
+    body = json_body
 
     @app.get("/sandbox")
     def info() -> Response:
@@ -681,25 +679,7 @@ def register_admin(app: Flask, sandbox: AlipaySandbox) -> None:
         pem = keys.public_pem(sandbox.alipay_key.public_key()).decode()
         return jsonify({"alipay_public_key": pem})
 
-    @app.get("/sandbox/faults")
-    def list_faults() -> Response:
-        return jsonify({"data": [rule.to_json() for rule in sandbox.faults.rules()]})
-
-    @app.post("/sandbox/faults")
-    def add_fault() -> tuple[Response, int]:
-        rule = sandbox.faults.add(FaultRule.from_json(body()))
-        return jsonify(rule.to_json()), 201
-
-    @app.delete("/sandbox/faults")
-    def clear_faults() -> tuple[str, int]:
-        sandbox.reset_faults()
-        return "", 204
-
-    @app.delete("/sandbox/faults/<rule_id>")
-    def delete_fault(rule_id: str) -> tuple[Response | str, int]:
-        if not sandbox.faults.remove(rule_id):
-            return jsonify({"error": "no such fault rule"}), 404
-        return "", 204
+    add_fault_routes(app, sandbox, FaultRule.from_json)
 
     @app.get("/sandbox/accounts")
     def list_accounts() -> Response:

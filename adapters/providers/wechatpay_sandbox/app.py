@@ -43,7 +43,9 @@ from adapters.providers.sandbox_kit import (
     SandboxServer,
     Sender,
     abort_connection,
+    add_fault_routes,
     http_sender,
+    json_body,
     new_rule_id,
 )
 from adapters.providers.wechatpay_sandbox import keys
@@ -735,11 +737,7 @@ def register_admin(app: Flask, sandbox: WechatPaySandbox) -> None:
         code = "NOT_FOUND" if exc.code == 404 else "PARAM_ERROR"
         return sandbox._error(SandboxError(exc.code or 400, code, exc.description or code))
 
-    def body() -> dict[str, Any]:
-        data = request.get_json(silent=True)
-        if not isinstance(data, dict):
-            raise ValueError("expected a JSON object")
-        return data
+    body = json_body
 
     @app.get("/sandbox")
     def info() -> Response:
@@ -763,25 +761,7 @@ def register_admin(app: Flask, sandbox: WechatPaySandbox) -> None:
         pem = keys.public_pem(sandbox.platform_key.public_key()).decode()
         return jsonify({"data": [{"id": sandbox.platform_key_id, "pem": pem}]})
 
-    @app.get("/sandbox/faults")
-    def list_faults() -> Response:
-        return jsonify({"data": [rule.to_json() for rule in sandbox.faults.rules()]})
-
-    @app.post("/sandbox/faults")
-    def add_fault() -> tuple[Response, int]:
-        rule = sandbox.faults.add(FaultRule.from_json(body()))
-        return jsonify(rule.to_json()), 201
-
-    @app.delete("/sandbox/faults")
-    def clear_faults() -> tuple[str, int]:
-        sandbox.reset_faults()
-        return "", 204
-
-    @app.delete("/sandbox/faults/<rule_id>")
-    def delete_fault(rule_id: str) -> tuple[Response | str, int]:
-        if not sandbox.faults.remove(rule_id):
-            return jsonify({"error": "no such fault rule"}), 404
-        return "", 204
+    add_fault_routes(app, sandbox, FaultRule.from_json)
 
     @app.get("/sandbox/users")
     def list_users() -> Response:
