@@ -56,8 +56,9 @@ migrate: install
 worker: install
 	$(BIN)/wallet-gateway worker
 
+## bench: the gateway stack under load on PostgreSQL, results in bench/results/ (bench/README.md)
 bench: install
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench gateway_load --profile 10
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache *.egg-info
