@@ -26,6 +26,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 
 from bench import load
@@ -37,6 +38,7 @@ DESCRIPTION = (
     "GSMA payouts, camt.054, webhooks"
 )
 RESULTS = Path(__file__).parent / "results"
+PROFILED = ("floor", "transfers_debit")
 FRACTIONS = (0.25, 0.5, 0.8)
 ORDER = (
     "floor",
@@ -134,19 +136,27 @@ async def measure(scenario: Scenario, stack: Stack, args: argparse.Namespace) ->
 # --- scenarios ---------------------------------------------------------------------------------
 
 
-def _json_post(path: str, body: Callable[[int], dict[str, Any]], expect: int) -> load.Operation:
-    async def operation(http: httpx.AsyncClient, number: int) -> int:
-        response = await http.post(
-            path, json=body(number), headers={"Idempotency-Key": uuid.uuid4().hex}
+async def _send(http: aiohttp.ClientSession, method: str, path: str, **options: Any) -> int:
+    async with http.request(method, path, **options) as response:
+        await response.read()
+        return response.status
+
+
+def _json_post(path: str, body: Callable[[int], dict[str, Any]], *expect: int) -> load.Operation:
+    """POST a fresh JSON body with a fresh Idempotency-Key; `expect`ed statuses count as ok."""
+
+    async def operation(http: aiohttp.ClientSession, number: int) -> int:
+        status = await _send(
+            http, "POST", path, json=body(number), headers={"Idempotency-Key": uuid.uuid4().hex}
         )
-        return response.status_code if response.status_code != expect else 200
+        return 200 if status in expect else status
 
     return operation
 
 
 def floor(stack: Stack, wallet: Partner, _: dict[str, Any]) -> Scenario:
-    async def me(http: httpx.AsyncClient, number: int) -> int:
-        return (await http.get("/v1/partners/me")).status_code
+    async def me(http: aiohttp.ClientSession, number: int) -> int:
+        return await _send(http, "GET", "/v1/partners/me")
 
     return Scenario(
         "floor",
@@ -161,12 +171,14 @@ def floor(stack: Stack, wallet: Partner, _: dict[str, Any]) -> Scenario:
 
 def core_floor(stack: Stack, wallet: Partner, state: dict[str, Any]) -> Scenario:
     """The simulator alone: PostTransfer envelopes rendered once by the gateway's own adapter."""
+    import zeep
+
     from adapters.core_banking.soap import SoapCoreBanking
     from gateway.domain.money import Money
 
     captured: dict[str, Any] = {}
 
-    class Capture:
+    class Capture(zeep.Plugin):
         def egress(
             self, envelope: Any, http_headers: dict[str, str], operation: Any, options: Any
         ) -> Any:
@@ -195,10 +207,9 @@ def core_floor(stack: Stack, wallet: Partner, state: dict[str, Any]) -> Scenario
     template, headers = captured["body"], captured["headers"]
     prefix = uuid.uuid4().hex[:8].upper()
 
-    async def post_transfer(http: httpx.AsyncClient, number: int) -> int:
+    async def post_transfer(http: aiohttp.ClientSession, number: int) -> int:
         body = template.replace(marker, f"BENCH{prefix}{number:012d}")
-        response = await http.post("/core-banking", content=body, headers=headers)
-        return response.status_code
+        return await _send(http, "POST", "/core-banking", data=body.encode(), headers=headers)
 
     return Scenario(
         "core_floor",
@@ -269,18 +280,12 @@ def payouts_gsma(stack: Stack, wallet: Partner, state: dict[str, Any]) -> Scenar
             "description": f"bench payout {number}",
         }
 
-    async def payout(http: httpx.AsyncClient, number: int) -> int:
-        response = await http.post(
-            "/v1/payouts", json=body(number), headers={"Idempotency-Key": uuid.uuid4().hex}
-        )
-        return 200 if response.status_code in (201, 202) else response.status_code
-
     return Scenario(
         "payouts_gsma",
         "POST /v1/payouts to the GSMA Mobile Money sandbox: core PlaceHold, provider "
         "disbursement, callback + status fetch, capture",
         "payouts",
-        payout,
+        _json_post("/v1/payouts", body, 201, 202),
         stack.gateway_url,
         bank_app.auth,
     )
@@ -290,14 +295,12 @@ def camt054_ingest(stack: Stack, wallet: Partner, state: dict[str, Any]) -> Scen
     core_partner: Partner = state["core_partner"]
     messages: list[bytes] = state["camt054"]
 
-    async def ingest(http: httpx.AsyncClient, number: int) -> int:
+    async def ingest(http: aiohttp.ClientSession, number: int) -> int:
         document = messages[number % len(messages)].replace(
             b"BENCHMSGID", f"BENCH{number:010d}".encode()
         )
-        response = await http.post(
-            "/core/v1/iso20022", content=document, headers={"Content-Type": "application/xml"}
-        )
-        return response.status_code
+        headers = {"Content-Type": "application/xml"}
+        return await _send(http, "POST", "/core/v1/iso20022", data=document, headers=headers)
 
     return Scenario(
         "camt054_ingest",
@@ -349,17 +352,15 @@ async def _open_accounts(stack: Stack, count: int) -> list[tuple[str, str]]:
 
         async def open_one(index: int) -> None:
             holder = f"BENCH Linker {index}"
-            response = await http.post(
-                "/simulator/accounts",
-                json={
-                    "name": holder,
-                    "currency": "CNY",
-                    "balance": "1000.00",
-                    "registered_mobile": f"+86137{index:08d}",
-                },
-            )
-            response.raise_for_status()
-            opened.append((response.json()["number"], holder))
+            body = {
+                "name": holder,
+                "currency": "CNY",
+                "balance": "1000.00",
+                "registered_mobile": f"+86137{index:08d}",
+            }
+            async with http.post("/simulator/accounts", json=body) as response:
+                response.raise_for_status()
+                opened.append((str((await response.json())["number"]), holder))
 
         for start in range(0, count, 16):
             await asyncio.gather(*(open_one(i) for i in range(start, min(count, start + 16))))
@@ -533,7 +534,7 @@ async def profile(scenario: Scenario, stack: Stack, rate: float, seconds: int) -
                 "raw",
                 "--output",
                 str(path),
-                "--nonblocking",
+                "--gil",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -559,39 +560,55 @@ async def profile(scenario: Scenario, stack: Stack, rate: float, seconds: int) -
     return output
 
 
+def _frame_name(frame: str) -> tuple[str, str]:
+    """("function (pkg/module.py)", "pkg") from py-spy's "function (/path/pkg/module.py:line)"."""
+    function, _, where = frame.rpartition(" (")
+    if not function:
+        return frame, "?"
+    path = where.split(":")[0].split("site-packages/")[-1]
+    for ours in ("gateway/", "adapters/"):
+        if f"/{ours}" in path or path.startswith(ours):
+            path = ours + path.split(ours, 1)[1]
+    return f"{function} ({path})", path.split("/")[0].removesuffix(".py")
+
+
 def summarize_profile(stacks: dict[str, int], rate: float, seconds: int) -> str:
-    """Inclusive share of the samples per function (a frame counted once per stack)."""
+    """Where the gateway's Python time goes: per package, per function of ours, and hot leaves.
+
+    Inclusive counts a frame once per sample, whatever the recursion.
+    """
     total = sum(stacks.values())
     inclusive: dict[str, int] = {}
+    packages: dict[str, int] = {}
     own: dict[str, int] = {}
+    own_packages: dict[str, int] = {}
     for frames, count in stacks.items():
-        names = [
-            frame.rsplit(" (", 1)[0]
-            + " ("
-            + frame.rsplit(" (", 1)[-1].split(":")[0].split("site-packages/")[-1]
-            + ")"
-            if " (" in frame
-            else frame
-            for frame in frames.split(";")
-        ]
-        for name in set(names):
+        named = [_frame_name(frame) for frame in frames.split(";")]
+        for name in {name for name, _ in named}:
             inclusive[name] = inclusive.get(name, 0) + count
-        own[names[-1]] = own.get(names[-1], 0) + count
+        for package in {package for _, package in named}:
+            packages[package] = packages.get(package, 0) + count
+        leaf, leaf_package = named[-1]
+        own[leaf] = own.get(leaf, 0) + count
+        own_packages[leaf_package] = own_packages.get(leaf_package, 0) + count
+
+    def table(title: str, counts: dict[str, int], limit: int, keep: Any = None) -> list[str]:
+        rows = sorted(counts.items(), key=lambda item: -item[1])
+        rows = [row for row in rows if keep is None or keep(row[0])][:limit]
+        return ["", title, *(f"{count / total * 100:7.1f} %  {name}" for name, count in rows)]
+
     lines = [
-        f"py-spy, all gateway workers, {seconds} s at {rate:.0f} requests/s, {total} samples "
-        "(200 Hz, idle threads included)",
-        "",
-        "inclusive %  function (file)",
+        f"py-spy --gil, all gateway workers, {seconds} s at {rate:.0f} requests/s, {total} "
+        "samples at 200 Hz: only the thread holding the GIL, i.e. Python CPU time "
+        "(C code that releases the GIL, such as libpq waits, is not in it).",
     ]
-    lines += [
-        f"{count / total * 100:10.1f}  {name}"
-        for name, count in sorted(inclusive.items(), key=lambda item: -item[1])[:60]
-    ]
-    lines += ["", "self %  function (file)"]
-    lines += [
-        f"{count / total * 100:6.1f}  {name}"
-        for name, count in sorted(own.items(), key=lambda item: -item[1])[:40]
-    ]
+    lines += table("by package, self (the leaf frame's package)", own_packages, 25)
+    lines += table("by package, inclusive (any frame in the package)", packages, 25)
+    ours = ("(gateway/", "(adapters/")
+    lines += table(
+        "our functions, inclusive", inclusive, 50, lambda name: any(o in name for o in ours)
+    )
+    lines += table("hottest leaves (self)", own, 40)
     return "\n".join(lines) + "\n"
 
 
@@ -683,7 +700,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--spare-accounts", type=int, default=6000, help="for links_create")
     parser.add_argument("--camt-entries", type=int, default=50, help="entries per camt.054")
     parser.add_argument("--webhook-rate", type=float, default=50.0, help="transfers/s, live")
-    parser.add_argument("--profile", type=int, default=0, help="py-spy the debit path for N s")
+    parser.add_argument(
+        "--profile", type=int, default=0, help=f"py-spy {' and '.join(PROFILED)} for N s each"
+    )
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -719,7 +738,7 @@ def main(argv: list[str]) -> int:
             scenario = SCENARIOS[name](stack, wallet, state)
             outcome = asyncio.run(measure(scenario, stack, args))
             results[name] = {"description": scenario.description, "unit": scenario.unit, **outcome}
-            if name == "transfers_debit" and args.profile:
+            if name in PROFILED and args.profile:
                 rate = outcome["fixed_loads"][-1]["offered_ops_s"]
                 written = asyncio.run(profile(scenario, stack, rate, args.profile))
                 if written:

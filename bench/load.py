@@ -1,4 +1,4 @@
-"""The load driver: asyncio + httpx, closed loop for the ceiling, open loop for fixed loads.
+"""The load driver: asyncio + aiohttp, closed loop for the ceiling, open loop for fixed loads.
 
 - `closed_loop` keeps `concurrency` requests in flight for `seconds` and gives the most the
   stack sustains (its throughput is the "max" the fixed loads are fractions of).
@@ -17,10 +17,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 
 # One request of a scenario: given the client and a sequence number, returns the HTTP status.
-Operation = Callable[[httpx.AsyncClient, int], Awaitable[int]]
+Operation = Callable[[aiohttp.ClientSession, int], Awaitable[int]]
+TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
 
 
 @dataclass
@@ -73,21 +74,26 @@ def latency_summary(latencies: list[float]) -> dict[str, float | None]:
 
 def client(
     base_url: str, connections: int, headers: dict[str, str] | None = None
-) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
+) -> aiohttp.ClientSession:
+    """Keep-alive connections, at most `connections` of them, 30 s per request."""
+    return aiohttp.ClientSession(
         base_url=base_url,
         headers=headers or {},
-        timeout=httpx.Timeout(30.0),
-        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+        timeout=aiohttp.ClientTimeout(total=30.0),
+        connector=aiohttp.TCPConnector(limit=connections),
     )
 
 
 async def _one(
-    operation: Operation, http: httpx.AsyncClient, sequence: int, started: float, samples: Samples
+    operation: Operation,
+    http: aiohttp.ClientSession,
+    sequence: int,
+    started: float,
+    samples: Samples,
 ) -> None:
     try:
         status = await operation(http, sequence)
-    except httpx.HTTPError as exc:
+    except TRANSPORT_ERRORS as exc:
         samples.statuses[type(exc).__name__] += 1
         return
     samples.statuses[str(status)] += 1
@@ -108,7 +114,7 @@ class Sequence:
 
 async def closed_loop(
     operation: Operation,
-    http: httpx.AsyncClient,
+    http: aiohttp.ClientSession,
     concurrency: int,
     seconds: float,
     numbers: Sequence,
@@ -127,7 +133,11 @@ async def closed_loop(
 
 
 async def open_loop(
-    operation: Operation, http: httpx.AsyncClient, rate: float, seconds: float, numbers: Sequence
+    operation: Operation,
+    http: aiohttp.ClientSession,
+    rate: float,
+    seconds: float,
+    numbers: Sequence,
 ) -> Samples:
     samples = Samples()
     total = max(1, int(rate * seconds))

@@ -21,7 +21,7 @@ def _cpu_model() -> str:
 
 
 def describe(*packages: str) -> dict[str, Any]:
-    versions = {}
+    versions: dict[str, str | None] = {}
     for package in packages:
         try:
             versions[package] = metadata.version(package)

@@ -283,7 +283,7 @@ def _admin_sql(statement: str) -> None:
     import psycopg
 
     with psycopg.connect(ADMIN_POSTGRES, autocommit=True, connect_timeout=5) as connection:
-        connection.execute(statement)  # type: ignore[arg-type]
+        connection.execute(statement.encode())
 
 
 def process_tree(root: int) -> list[int]:
