@@ -31,7 +31,15 @@ import httpx
 
 from bench import load
 from bench.machine import describe
-from bench.stack import Options, Partner, Stack, cpu_seconds, postgres_pids, running
+from bench.stack import (
+    Options,
+    Partner,
+    Stack,
+    cpu_seconds,
+    database_counters,
+    postgres_pids,
+    running,
+)
 
 DESCRIPTION = (
     "gateway stack under load (separate processes): floor, debit/credit transfers, links, "
@@ -63,11 +71,13 @@ class Scenario:
 
 
 class CpuMeter:
-    """CPU seconds spent by each part of the stack between `start()` and `read()`."""
+    """CPU seconds spent by each part of the stack between `start()` and `read()`, and on
+    PostgreSQL the database's transactions and row operations (round trips, roughly)."""
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.before: dict[str, float] = {}
+        self.database_before: dict[str, int] = {}
 
     def _now(self) -> dict[str, float]:
         driver = os.times()
@@ -82,13 +92,19 @@ class CpuMeter:
             values["postgresql"] = cpu_seconds(postgres_pids())
         return values
 
+    def _database(self) -> dict[str, int]:
+        if not self.stack.database:
+            return {}
+        return database_counters(self.stack.database)
+
     def start(self) -> None:
+        self.database_before = self._database()
         self.before = self._now()
 
     def read(self, operations: int) -> dict[str, Any]:
         after = self._now()
         used = {name: after[name] - self.before.get(name, 0.0) for name in after}
-        return {
+        result: dict[str, Any] = {
             "cpu_seconds": {name: round(value, 2) for name, value in used.items()},
             "cpu_ms_per_op": {
                 name: round(value / operations * 1000, 3) if operations else None
@@ -96,6 +112,15 @@ class CpuMeter:
                 if value > 0
             },
         }
+        if self.database_before and operations:
+            # PostgreSQL flushes a backend's statistics at most once a second.
+            time.sleep(1.2)
+            database = self._database()
+            result["postgresql_per_op"] = {
+                name: round((database[name] - self.database_before[name]) / operations, 2)
+                for name in database
+            }
+        return result
 
 
 async def measure(scenario: Scenario, stack: Stack, args: argparse.Namespace) -> dict[str, Any]:

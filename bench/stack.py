@@ -286,6 +286,20 @@ def _admin_sql(statement: str) -> None:
         connection.execute(statement.encode())
 
 
+def database_counters(database: str) -> dict[str, int]:
+    """Transactions and row operations of one database so far (pg_stat_database)."""
+    import psycopg
+
+    with psycopg.connect(ADMIN_POSTGRES, autocommit=True, connect_timeout=5) as connection:
+        row = connection.execute(
+            "SELECT xact_commit + xact_rollback, tup_returned, tup_inserted, tup_updated "
+            "FROM pg_stat_database WHERE datname = %s",
+            (database,),
+        ).fetchone()
+    names = ("transactions", "rows_read", "rows_inserted", "rows_updated")
+    return dict(zip(names, (int(value) for value in row or (0, 0, 0, 0)), strict=True))
+
+
 def process_tree(root: int) -> list[int]:
     found, pending = [], [root]
     while pending:
