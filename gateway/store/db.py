@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -87,9 +87,8 @@ class Database:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._write = sessionmaker(engine, expire_on_commit=False)
-        self._read = sessionmaker(
-            engine.execution_options(sqlite_begin="DEFERRED"), expire_on_commit=False
-        )
+        self._read_engine = engine.execution_options(sqlite_begin="DEFERRED")
+        self._read = sessionmaker(self._read_engine, expire_on_commit=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -110,6 +109,12 @@ class Database:
         """A read-only transaction that never takes SQLite's write lock."""
         with self._read() as session:  # closing the session rolls the transaction back
             yield session
+
+    @contextmanager
+    def read_connection(self) -> Iterator[Connection]:
+        """A read-only Core connection, without an ORM session: for per-request hot reads."""
+        with self._read_engine.connect() as connection:  # closing it rolls back
+            yield connection
 
     def ping(self) -> None:
         with self.engine.connect() as connection:
