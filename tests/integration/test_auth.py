@@ -31,6 +31,14 @@ def test_basic_auth_issues_a_bearer_token_that_works(client, make_partner) -> No
     assert "client_secret_hash" not in me.text
 
 
+def test_the_profile_is_the_partners_public_view(client, make_partner, container) -> None:  # type: ignore[no-untyped-def]
+    partner = make_partner(settlement_account="6222020200112233", settlement_currency="CNY")
+    me = client.get("/v1/partners/me", headers=partner.auth)
+    assert me.status_code == 200
+    assert me.json() == container.partners.get(partner.id)
+    assert me.json()["settlement_account"] == "****2233"
+
+
 def test_client_secret_post_works_and_scopes_can_be_narrowed(client, make_partner) -> None:  # type: ignore[no-untyped-def]
     partner = make_partner()
     response = client.post(
