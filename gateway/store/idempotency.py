@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -135,19 +135,42 @@ class IdempotencyKeys:
         self, session: Session, request: IdempotencyRequest, resource_type: str, resource_id: str
     ) -> None:
         """Bind the resource created under this key, in the transaction that creates it."""
-        record = session.get(IdempotencyRecord, (request.partner_id, request.key))
-        assert record is not None, "attach() after begin()"
-        record.resource_type = resource_type
-        record.resource_id = resource_id
+        result = session.execute(
+            self._update(request).values(resource_type=resource_type, resource_id=resource_id)
+        )
+        assert result.rowcount == 1, "attach() after begin()"  # type: ignore[attr-defined]
 
-    def complete(self, request: IdempotencyRequest, status: int, body: dict[str, Any]) -> None:
-        with self.db.transaction() as session:
-            record = session.get(IdempotencyRecord, (request.partner_id, request.key))
-            if record is None:
-                return
-            record.state = "completed"
-            record.response_status = status
-            record.response_body = body
+    def complete(
+        self,
+        request: IdempotencyRequest,
+        status: int,
+        body: dict[str, Any],
+        *,
+        session: Session | None = None,
+    ) -> None:
+        """Store the response that retries replay: in `session` (the transaction recording the
+        outcome) when given, else in a transaction of its own."""
+        statement = self._update(request).values(
+            state="completed", response_status=status, response_body=body
+        )
+        if session is not None:
+            session.execute(statement)
+            return
+        with self.db.transaction() as own:
+            own.execute(statement)
+
+    @staticmethod
+    def _update(request: IdempotencyRequest) -> Any:
+        """One UPDATE of this key's record, by primary key. No session loads these records
+        (begin() uses its own), so there is no in-session state to synchronize."""
+        return (
+            update(IdempotencyRecord)
+            .where(
+                IdempotencyRecord.partner_id == request.partner_id,
+                IdempotencyRecord.key == request.key,
+            )
+            .execution_options(synchronize_session=False)
+        )
 
     def release(self, request: IdempotencyRequest) -> None:
         """Forget an in-flight key whose request changed nothing, so the client may retry."""
