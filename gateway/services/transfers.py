@@ -532,9 +532,9 @@ class TransferService:
                         at=now,
                     )
                 )
-                session.flush()
-                self.idempotency.attach(session, request, "transfer", transfer_id)
                 if step_up:
+                    session.flush()
+                    self.idempotency.attach(session, request, "transfer", transfer_id)
                     assert mobile is not None
                     challenge, code = self.otp.issue(
                         session, purpose=STEP_UP_PURPOSE, subject_id=transfer_id, mobile=mobile
@@ -555,6 +555,8 @@ class TransferService:
                         next_check_at=challenge.expires_at,
                     )
                 else:
+                    # Moved before its first flush: the row is inserted once, already
+                    # `processing` (both transitions and the event are recorded as before).
                     self._move(
                         session,
                         transfer,
@@ -562,6 +564,7 @@ class TransferService:
                         "created",
                         pending_operation="hold" if capture == "manual" else "post",
                     )
+                    self.idempotency.attach(session, request, "transfer", transfer_id)
         if rejection is not None:
             raise rejection.error
         if code is not None and mobile is not None:
