@@ -602,13 +602,35 @@ class TransferService:
             assert partner is not None and partner.settlement_account
             return partner.settlement_account
 
+    def _posting_inputs(self, transfer_id: str) -> tuple[Transfer, str, str, str]:
+        """(transfer, customer account, debit account, credit account): what the core call
+        needs, in one read (the transfer, its partner's settlement account and its link's
+        vault entry, joined)."""
+        from gateway.store.tables import Link, Partner, VaultEntry
+
+        with self.db.read() as session:
+            transfer, partner_account, entry_id, key_version, ciphertext = session.execute(
+                select(
+                    Transfer,
+                    Partner.settlement_account,
+                    VaultEntry.id,
+                    VaultEntry.key_version,
+                    VaultEntry.ciphertext,
+                )
+                .join(Partner, Partner.id == Transfer.partner_id)
+                .join(Link, Link.id == Transfer.link_id)
+                .join(VaultEntry, VaultEntry.id == Link.account_entry_id)
+                .where(Transfer.id == transfer_id)
+            ).one()
+        assert partner_account
+        customer = self.links.vault.open(entry_id, key_version, ciphertext)
+        if transfer.direction == "debit":
+            return transfer, customer, customer, partner_account
+        return transfer, customer, partner_account, customer
+
     def _execute(self, transfer_id: str) -> None:
         """Call the core for a transfer committed as `processing`, then commit the outcome."""
-        with self.db.read() as session:
-            transfer = session.get(Transfer, transfer_id)
-            assert transfer is not None
-        partner_account = self._partner_account(transfer.partner_id)
-        customer, debit, credit = self._accounts(transfer, partner_account)
+        transfer, customer, debit, credit = self._posting_inputs(transfer_id)
         amount = Money(transfer.amount, transfer.currency)
         description = transfer.description or f"{transfer.direction} {transfer.id}"
         try:
