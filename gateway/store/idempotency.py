@@ -12,7 +12,7 @@ exactly one of any number of concurrent requests wins, on SQLite and PostgreSQL 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -27,12 +27,15 @@ from gateway.store.db import Database
 from gateway.store.tables import IdempotencyRecord
 
 
-@dataclass(frozen=True)
+@dataclass
 class IdempotencyRequest:
     partner_id: str
     key: str
     operation: str
     fingerprint: str
+    # Set by `complete()`: a use case that stored its response in its own outcome transaction
+    # spares `idempotent()` a second write.
+    response_stored: bool = field(default=False, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -155,9 +158,10 @@ class IdempotencyKeys:
         )
         if session is not None:
             session.execute(statement)
-            return
-        with self.db.transaction() as own:
-            own.execute(statement)
+        else:
+            with self.db.transaction() as own:
+                own.execute(statement)
+        request.response_stored = True
 
     @staticmethod
     def _update(request: IdempotencyRequest) -> Any:
