@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from gateway.domain.clock import Clock, rfc3339
 from gateway.domain.errors import AuthenticationFailed, NotFound, PermissionDenied
@@ -67,6 +67,9 @@ PRINCIPAL_COLUMNS = (
     Partner.status,
     Partner.token_version,
 )
+# Built once: re-executing the same statement object skips SQLAlchemy's per-call rebuild and
+# result-map adaptation (a third of the cost of this read).
+_PRINCIPAL_QUERY = select(*PRINCIPAL_COLUMNS).where(Partner.id == bindparam("partner_id"))
 
 
 def public_view(partner: Partner | Principal) -> dict[str, Any]:
@@ -236,9 +239,8 @@ class PartnerService:
         Runs on every authenticated request and is never cached, so suspension, revocation and
         secret rotation take effect at once: one primary-key read of the columns it needs.
         """
-        query = select(*PRINCIPAL_COLUMNS).where(Partner.id == partner_id)
         with self.db.read_connection() as connection:
-            partner = connection.execute(query).one_or_none()
+            partner = connection.execute(_PRINCIPAL_QUERY, {"partner_id": partner_id}).one_or_none()
         if partner is None or partner.token_version != token_version or partner.status != "active":
             status = partner.status if partner is not None else "unknown"
             detail = (
