@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import flask
@@ -32,7 +34,15 @@ def security_map(tokens: TokenService) -> dict[str, type]:
         def get_tokeninfo_func(self, security_definition: dict[str, Any]) -> Any:
             return token_info
 
+        # connexion inspects the token function's signature on every request; it never changes.
+        _accepts_kwarg = staticmethod(_accepts_kwarg_cached)
+
     return {"oauth2": BoundOAuthHandler}
+
+
+@functools.lru_cache(maxsize=64)
+def _accepts_kwarg_cached(func: Callable[..., Any], keyword: str) -> bool:
+    return bool(OAuthSecurityHandler._accepts_kwarg(func, keyword))
 
 
 def _token_info() -> dict[str, Any] | None:

@@ -88,5 +88,6 @@ def idempotent(
     except BaseException:
         gateway.idempotency.release(request)
         raise
-    gateway.idempotency.complete(request, status, body)
+    if not request.response_stored:  # else `run` stored it in its outcome transaction
+        gateway.idempotency.complete(request, status, body)
     return body, status, {}

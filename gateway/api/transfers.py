@@ -19,7 +19,11 @@ def create(body: dict[str, Any]) -> Any:
     return idempotent(
         "transfers.create",
         body,
-        lambda request: (_transfers().create(partner, body, request), 201),
+        # The service stores the 201 for retries in the transaction recording the outcome.
+        lambda request: (
+            _transfers().create(partner, body, request, response_status=201),
+            201,
+        ),
         resume=lambda resource_id: (_transfers().resume(partner, resource_id), 201),
     )
 

@@ -5,11 +5,16 @@ all of them verify and are published in `/.well-known/jwks.json`. `wallet-gatewa
 rotate-signing` adds a key; old keys are pruned once no token they signed can still be valid.
 A token whose `kid` is unknown triggers a (throttled) reload, so other processes pick up a
 rotation without a restart.
+
+Verified tokens are remembered (bounded LRU, keyed by the whole token string): a token's
+signature, issuer and audience cannot change, so they are checked once. Its lifetime and whether
+its signing key is still known are checked on every request.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import secrets
@@ -139,6 +144,9 @@ class IssuedToken:
 class TokenService:
     """Issues and verifies access tokens for partners."""
 
+    # Verified tokens remembered per process; a few MB at most (tokens are < 1 KB).
+    VERIFIED_CACHE_SIZE = 4096
+
     def __init__(
         self, keys: SigningKeys, *, issuer: str, audience: str, ttl_seconds: int, clock: Clock
     ) -> None:
@@ -147,6 +155,10 @@ class TokenService:
         self.audience = audience
         self.ttl_seconds = ttl_seconds
         self.clock = clock
+        # Only successful verifications are stored (lru_cache does not keep exceptions).
+        self._verified = functools.lru_cache(maxsize=self.VERIFIED_CACHE_SIZE)(
+            self._verify_signature
+        )
 
     def issue(self, *, partner_id: str, kind: str, scopes: list[str], version: int) -> IssuedToken:
         now = int(self.clock.now().timestamp())
@@ -170,13 +182,28 @@ class TokenService:
     def verify(self, token: str) -> dict[str, Any]:
         """Check signature, issuer, audience and lifetime; CPU only (runs on the event loop).
 
-        Lifetime is checked against the injected clock (with 5 s leeway), not PyJWT's own.
+        Signature, issuer and audience come from the cache of verified tokens when the token was
+        seen before; the key must still be known and the lifetime is checked against the
+        injected clock (with 5 s leeway, not PyJWT's own) on every call.
         """
+        kid, cached = self._verified(token)
+        if self.keys.find(kid) is None:  # the key was pruned since the token was verified
+            raise _invalid("The access token was not signed by this gateway")
+        now = self.clock.now().timestamp()
+        if cached["exp"] + _LEEWAY_SECONDS <= now:
+            raise _invalid("The access token has expired", code="token_expired")
+        if cached.get("nbf", cached["iat"]) - _LEEWAY_SECONDS > now:
+            raise _invalid("The access token is not valid yet")
+        return dict(cached)  # callers get their own copy; the cached claims stay as verified
+
+    def _verify_signature(self, token: str) -> tuple[str, dict[str, Any]]:
+        """The token's kid and claims if this gateway signed it for this audience; else raise."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
             raise _invalid("The access token is malformed") from None
-        key = self.keys.find(str(header.get("kid", "")))
+        kid = str(header.get("kid", ""))
+        key = self.keys.find(kid)
         if key is None or header.get("alg") != ALGORITHM:
             raise _invalid("The access token was not signed by this gateway")
         try:
@@ -195,12 +222,7 @@ class TokenService:
             )
         except jwt.PyJWTError:
             raise _invalid("The access token is not valid") from None
-        now = self.clock.now().timestamp()
-        if claims["exp"] + _LEEWAY_SECONDS <= now:
-            raise _invalid("The access token has expired", code="token_expired")
-        if claims.get("nbf", claims["iat"]) - _LEEWAY_SECONDS > now:
-            raise _invalid("The access token is not valid yet")
-        return claims
+        return kid, claims
 
 
 _LEEWAY_SECONDS = 5

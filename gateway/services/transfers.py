@@ -14,6 +14,7 @@ Rules that keep money safe:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -66,6 +67,9 @@ from gateway.store.tables import (
 log = get_logger("gateway.transfers")
 S = TransferStatus
 STEP_UP_PURPOSE = "transfer_step_up"
+
+# Called with the outcome transaction and the transfer it just moved (see `create`).
+Responder = Callable[[Session, Transfer], None]
 
 # Core refusal codes -> the failure code partners see.
 CORE_FAILURES = {
@@ -466,8 +470,19 @@ class TransferService:
         return amount, direction, capture
 
     def create(
-        self, partner: Principal, body: dict[str, Any], request: IdempotencyRequest
+        self,
+        partner: Principal,
+        body: dict[str, Any],
+        request: IdempotencyRequest,
+        *,
+        response_status: int | None = None,
     ) -> dict[str, Any]:
+        """Create and execute a transfer; returns its view (with history).
+
+        With `response_status`, that view is also stored under the Idempotency-Key in the
+        transaction that records the core's outcome, so the outcome, its event and the response
+        that retries replay commit together (`request.response_stored` tells the caller).
+        """
         amount, direction, capture = self._parse_create(partner, body)
         threshold = self.policy.step_up_thresholds.get(amount.currency)
         step_up = direction == "debit" and threshold is not None and amount.minor >= threshold
@@ -532,9 +547,9 @@ class TransferService:
                         at=now,
                     )
                 )
-                session.flush()
-                self.idempotency.attach(session, request, "transfer", transfer_id)
                 if step_up:
+                    session.flush()
+                    self.idempotency.attach(session, request, "transfer", transfer_id)
                     assert mobile is not None
                     challenge, code = self.otp.issue(
                         session, purpose=STEP_UP_PURPOSE, subject_id=transfer_id, mobile=mobile
@@ -555,6 +570,8 @@ class TransferService:
                         next_check_at=challenge.expires_at,
                     )
                 else:
+                    # Moved before its first flush: the row is inserted once, already
+                    # `processing` (both transitions and the event are recorded as before).
                     self._move(
                         session,
                         transfer,
@@ -562,6 +579,7 @@ class TransferService:
                         "created",
                         pending_operation="hold" if capture == "manual" else "post",
                     )
+                    self.idempotency.attach(session, request, "transfer", transfer_id)
         if rejection is not None:
             raise rejection.error
         if code is not None and mobile is not None:
@@ -571,9 +589,16 @@ class TransferService:
                 text=f"{self.links.policy.bank_name}: {code} confirms a payment of {amount} to "
                 f"{partner.name}. Never share it with anyone.",
             )
-        else:
-            self._execute(transfer_id)
-        return self.get(partner, transfer_id)
+            return self.get(partner, transfer_id)
+        rendered: dict[str, Any] = {}
+
+        def respond(session: Session, transfer: Transfer) -> None:
+            rendered.update(self.view(session, transfer, history=True))
+            if response_status is not None:
+                self.idempotency.complete(request, response_status, rendered, session=session)
+
+        self._execute(transfer_id, respond)
+        return rendered or self.get(partner, transfer_id)
 
     # --- talking to the core -----------------------------------------------------------------
 
@@ -599,13 +624,36 @@ class TransferService:
             assert partner is not None and partner.settlement_account
             return partner.settlement_account
 
-    def _execute(self, transfer_id: str) -> None:
-        """Call the core for a transfer committed as `processing`, then commit the outcome."""
+    def _posting_inputs(self, transfer_id: str) -> tuple[Transfer, str, str, str]:
+        """(transfer, customer account, debit account, credit account): what the core call
+        needs, in one read (the transfer, its partner's settlement account and its link's
+        vault entry, joined)."""
+        from gateway.store.tables import Link, Partner, VaultEntry
+
         with self.db.read() as session:
-            transfer = session.get(Transfer, transfer_id)
-            assert transfer is not None
-        partner_account = self._partner_account(transfer.partner_id)
-        customer, debit, credit = self._accounts(transfer, partner_account)
+            transfer, partner_account, entry_id, key_version, ciphertext = session.execute(
+                select(
+                    Transfer,
+                    Partner.settlement_account,
+                    VaultEntry.id,
+                    VaultEntry.key_version,
+                    VaultEntry.ciphertext,
+                )
+                .join(Partner, Partner.id == Transfer.partner_id)
+                .join(Link, Link.id == Transfer.link_id)
+                .join(VaultEntry, VaultEntry.id == Link.account_entry_id)
+                .where(Transfer.id == transfer_id)
+            ).one()
+        assert partner_account
+        customer = self.links.vault.open(entry_id, key_version, ciphertext)
+        if transfer.direction == "debit":
+            return transfer, customer, customer, partner_account
+        return transfer, customer, partner_account, customer
+
+    def _execute(self, transfer_id: str, respond: Responder | None = None) -> None:
+        """Call the core for a transfer committed as `processing`, then commit the outcome
+        (and whatever `respond` adds to that transaction)."""
+        transfer, customer, debit, credit = self._posting_inputs(transfer_id)
         amount = Money(transfer.amount, transfer.currency)
         description = transfer.description or f"{transfer.direction} {transfer.id}"
         try:
@@ -622,6 +670,7 @@ class TransferService:
                     transfer_id,
                     S.AUTHORIZED,
                     "hold placed",
+                    respond=respond,
                     hold_expires_at=hold.expires_at or expires_at,
                     next_check_at=hold.expires_at or expires_at,
                     pending_operation=None,
@@ -634,30 +683,45 @@ class TransferService:
                 amount=amount,
                 description=description,
             )
-            self._booked(transfer_id, posting, "booked by the core")
+            self._booked(transfer_id, posting, "booked by the core", respond=respond)
         except OutcomeUnknown:
-            self._unknown(transfer_id, "the core did not answer in time")
+            self._unknown(transfer_id, "the core did not answer in time", respond=respond)
         except CoreBankingRejected as exc:
-            self._failed(transfer_id, exc)
+            self._failed(transfer_id, exc, respond=respond)
         except CoreBankingError as exc:
             if exc.core_code == "SYSTEM_UNAVAILABLE":  # a typed refusal: nothing was done
-                self._failed(transfer_id, exc)
+                self._failed(transfer_id, exc, respond=respond)
             else:  # a proxy error or worse: we cannot know, so we ask later
-                self._unknown(transfer_id, f"core error {exc.code}")
+                self._unknown(transfer_id, f"core error {exc.code}", respond=respond)
 
     def _move_locked(
-        self, transfer_id: str, target: TransferStatus, cause: str, **changes: Any
+        self,
+        transfer_id: str,
+        target: TransferStatus,
+        cause: str,
+        *,
+        respond: Responder | None = None,
+        **changes: Any,
     ) -> None:
-        """Lock the transfer, move it, commit."""
+        """Lock the transfer, move it, (respond,) commit."""
         with self.db.transaction() as session:
             transfer = session.scalars(
                 select(Transfer).where(Transfer.id == transfer_id).with_for_update()
             ).one()
             self._move(session, transfer, target, cause, **changes)
+            if respond is not None:
+                respond(session, transfer)
 
     _finish = _move_locked
 
-    def _booked(self, transfer_id: str, posting: PostingResult, cause: str) -> None:
+    def _booked(
+        self,
+        transfer_id: str,
+        posting: PostingResult,
+        cause: str,
+        *,
+        respond: Responder | None = None,
+    ) -> None:
         with self.db.transaction() as session:
             transfer = session.scalars(
                 select(Transfer).where(Transfer.id == transfer_id).with_for_update()
@@ -676,8 +740,10 @@ class TransferService:
                 failure_message=None,
                 fee_status="pending" if transfer.fee_amount else None,
             )
+            if respond is not None:
+                respond(session, transfer)
 
-    def _unknown(self, transfer_id: str, cause: str) -> None:
+    def _unknown(self, transfer_id: str, cause: str, *, respond: Responder | None = None) -> None:
         now = self.clock.now()
         with self.db.transaction() as session:
             transfer = session.scalars(
@@ -691,9 +757,13 @@ class TransferService:
                 unknown_since=now,
                 next_check_at=now + timedelta(seconds=1),
             )
+            if respond is not None:
+                respond(session, transfer)
         log.warning("transfer_outcome_unknown", transfer_id=transfer_id, cause=cause)
 
-    def _failed(self, transfer_id: str, exc: CoreBankingError) -> None:
+    def _failed(
+        self, transfer_id: str, exc: CoreBankingError, *, respond: Responder | None = None
+    ) -> None:
         code = CORE_FAILURES.get(exc.core_code, "core_rejected")
         if exc.core_code == "SYSTEM_UNAVAILABLE":
             code = "core_banking_unavailable"
@@ -701,6 +771,7 @@ class TransferService:
             transfer_id,
             S.FAILED,
             f"core refused: {exc.core_code}",
+            respond=respond,
             failure_code=code,
             failure_message=exc.detail[:300],
             pending_operation=None,

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -90,6 +90,13 @@ class Database:
         self._read = sessionmaker(
             engine.execution_options(sqlite_begin="DEFERRED"), expire_on_commit=False
         )
+        # A single-statement read needs no transaction of its own. On PostgreSQL (READ
+        # COMMITTED: every statement has its own snapshot anyway) it runs in autocommit, which
+        # spares the BEGIN and ROLLBACK round trips; SQLite reads stay deferred transactions.
+        self._single_read_engine = engine.execution_options(
+            **({"isolation_level": "AUTOCOMMIT"} if self.dialect == "postgresql" else {}),
+            sqlite_begin="DEFERRED",
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -110,6 +117,12 @@ class Database:
         """A read-only transaction that never takes SQLite's write lock."""
         with self._read() as session:  # closing the session rolls the transaction back
             yield session
+
+    @contextmanager
+    def read_connection(self) -> Iterator[Connection]:
+        """A Core connection (no ORM session) for ONE read-only statement on a hot path."""
+        with self._single_read_engine.connect() as connection:  # closing it rolls back
+            yield connection
 
     def ping(self) -> None:
         with self.engine.connect() as connection:

@@ -12,11 +12,11 @@ exactly one of any number of concurrent requests wins, on SQLite and PostgreSQL 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -27,12 +27,15 @@ from gateway.store.db import Database
 from gateway.store.tables import IdempotencyRecord
 
 
-@dataclass(frozen=True)
+@dataclass
 class IdempotencyRequest:
     partner_id: str
     key: str
     operation: str
     fingerprint: str
+    # Set by `complete()`: a use case that stored its response in its own outcome transaction
+    # spares `idempotent()` a second write.
+    response_stored: bool = field(default=False, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -135,19 +138,43 @@ class IdempotencyKeys:
         self, session: Session, request: IdempotencyRequest, resource_type: str, resource_id: str
     ) -> None:
         """Bind the resource created under this key, in the transaction that creates it."""
-        record = session.get(IdempotencyRecord, (request.partner_id, request.key))
-        assert record is not None, "attach() after begin()"
-        record.resource_type = resource_type
-        record.resource_id = resource_id
+        result = session.execute(
+            self._update(request).values(resource_type=resource_type, resource_id=resource_id)
+        )
+        assert result.rowcount == 1, "attach() after begin()"  # type: ignore[attr-defined]
 
-    def complete(self, request: IdempotencyRequest, status: int, body: dict[str, Any]) -> None:
-        with self.db.transaction() as session:
-            record = session.get(IdempotencyRecord, (request.partner_id, request.key))
-            if record is None:
-                return
-            record.state = "completed"
-            record.response_status = status
-            record.response_body = body
+    def complete(
+        self,
+        request: IdempotencyRequest,
+        status: int,
+        body: dict[str, Any],
+        *,
+        session: Session | None = None,
+    ) -> None:
+        """Store the response that retries replay: in `session` (the transaction recording the
+        outcome) when given, else in a transaction of its own."""
+        statement = self._update(request).values(
+            state="completed", response_status=status, response_body=body
+        )
+        if session is not None:
+            session.execute(statement)
+        else:
+            with self.db.transaction() as own:
+                own.execute(statement)
+        request.response_stored = True
+
+    @staticmethod
+    def _update(request: IdempotencyRequest) -> Any:
+        """One UPDATE of this key's record, by primary key. No session loads these records
+        (begin() uses its own), so there is no in-session state to synchronize."""
+        return (
+            update(IdempotencyRecord)
+            .where(
+                IdempotencyRecord.partner_id == request.partner_id,
+                IdempotencyRecord.key == request.key,
+            )
+            .execution_options(synchronize_session=False)
+        )
 
     def release(self, request: IdempotencyRequest) -> None:
         """Forget an in-flight key whose request changed nothing, so the client may retry."""

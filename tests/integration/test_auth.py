@@ -31,6 +31,14 @@ def test_basic_auth_issues_a_bearer_token_that_works(client, make_partner) -> No
     assert "client_secret_hash" not in me.text
 
 
+def test_the_profile_is_the_partners_public_view(client, make_partner, container) -> None:  # type: ignore[no-untyped-def]
+    partner = make_partner(settlement_account="6222020200112233", settlement_currency="CNY")
+    me = client.get("/v1/partners/me", headers=partner.auth)
+    assert me.status_code == 200
+    assert me.json() == container.partners.get(partner.id)
+    assert me.json()["settlement_account"] == "****2233"
+
+
 def test_client_secret_post_works_and_scopes_can_be_narrowed(client, make_partner) -> None:  # type: ignore[no-untyped-def]
     partner = make_partner()
     response = client.post(
@@ -107,6 +115,18 @@ def test_expired_token_is_rejected(client, make_partner, clock) -> None:  # type
     assert 'error="invalid_token"' in response.headers["www-authenticate"]
 
 
+def test_a_token_already_in_use_is_refused_once_expired(client, make_partner, clock) -> None:  # type: ignore[no-untyped-def]
+    partner = make_partner()
+    assert client.get("/v1/partners/me", headers=partner.auth).status_code == 200  # now cached
+    try:
+        clock.advance(timedelta(seconds=1000))
+        response = client.get("/v1/partners/me", headers=partner.auth)
+    finally:
+        clock.advance(timedelta(seconds=-1000))
+    assert response.status_code == 401
+    assert response.json()["code"] == "token_expired"
+
+
 def test_missing_scope_is_a_403_naming_the_scope(client, make_partner) -> None:  # type: ignore[no-untyped-def]
     partner = make_partner()
     narrow = _token(client, partner.id, partner.secret, scope="events:read").json()["access_token"]
@@ -175,6 +195,7 @@ def test_secret_rotation_ends_the_old_secret_and_its_tokens(
     client, make_partner, container
 ) -> None:  # type: ignore[no-untyped-def]
     partner = make_partner()
+    assert client.get("/v1/partners/me", headers=partner.auth).status_code == 200  # now cached
     new_secret = container.partners.rotate_secret(partner.id, actor="test")
     assert client.get("/v1/partners/me", headers=partner.auth).status_code == 401
     assert _token(client, partner.id, partner.secret).status_code == 401

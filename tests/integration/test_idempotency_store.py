@@ -149,3 +149,28 @@ def test_concurrent_first_uses_have_exactly_one_winner(container, partner_id) ->
         kinds = list(pool.map(lambda _: attempt(), range(20)))
     assert kinds.count("new") == 1
     assert kinds.count("replay") == 19
+
+
+def test_complete_in_a_transaction_commits_or_rolls_back_with_it(keys, partner_id) -> None:  # type: ignore[no-untyped-def]
+    rolled_back, committed = _request(partner_id), _request(partner_id)
+    for request in (rolled_back, committed):
+        keys.begin(request)
+
+    def failing_outcome() -> None:
+        with keys.db.transaction() as session:
+            keys.complete(rolled_back, 201, {"id": "tr_1"}, session=session)
+            raise RuntimeError("the outcome transaction failed")
+
+    with pytest.raises(RuntimeError):
+        failing_outcome()
+    with keys.db.transaction() as session:
+        keys.complete(committed, 201, {"id": "tr_2"}, session=session)
+    with pytest.raises(Conflict):  # still in flight: nothing was stored
+        keys.begin(rolled_back)
+    replay = keys.begin(committed)
+    assert (replay.kind, replay.status, replay.body) == ("replay", 201, {"id": "tr_2"})
+
+
+def test_attach_needs_a_claimed_key(keys, partner_id) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(AssertionError), keys.db.transaction() as session:
+        keys.attach(session, _request(partner_id), "transfer", "tr_404")

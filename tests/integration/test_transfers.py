@@ -36,7 +36,11 @@ def test_a_debit_moves_money_once_and_tells_its_story(client, container, core, f
     assert transfer["status"] == "succeeded"
     assert transfer["amount"] == {"value": "100.00", "currency": "CNY"}
     assert transfer["amount_captured"] == {"value": "100.00", "currency": "CNY"}
-    assert [h["to"] for h in transfer["history"]] == ["created", "processing", "succeeded"]
+    assert [(h["from"], h["to"], h["cause"]) for h in transfer["history"]] == [
+        (None, "created", "requested"),
+        ("created", "processing", "created"),
+        ("processing", "succeeded", "booked by the core"),
+    ]
     assert core.available(s.account) == "9900.00"
     assert core.available(s.settlement) == "100100.00"
     assert core.postings(transfer["id"]) == 1
@@ -47,9 +51,21 @@ def test_a_debit_moves_money_once_and_tells_its_story(client, container, core, f
     ]
     for event in events:
         assert_event_matches_schema(event)
+    assert events[0].data["status"] == "processing" and events[1].data["status"] == "succeeded"
     fetched = client.get(f"/v1/transfers/{transfer['id']}", headers=s.partner.auth).json()
-    assert fetched["status"] == "succeeded"
+    assert fetched == transfer  # the response is the transfer as stored, history included
     assert s.account not in str(fetched)
+
+
+def test_a_retried_debit_replays_the_same_answer(client, core, funded) -> None:  # type: ignore[no-untyped-def]
+    s = funded()
+    key = str(uuid.uuid4())
+    first = post_transfer(client, s, "10.00", key=key)
+    again = post_transfer(client, s, "10.00", key=key)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    assert core.postings(first.json()["id"]) == 1
 
 
 def test_a_credit_pays_the_customer_from_the_settlement_account(client, core, funded) -> None:  # type: ignore[no-untyped-def]

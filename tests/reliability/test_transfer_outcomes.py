@@ -215,3 +215,49 @@ def test_recovery_backs_off_while_the_core_is_down(
     _recover(container, clock, seconds=timedelta(minutes=10).total_seconds())
     s.partner.renew()
     assert _status(client, s, transfer["id"])["status"] == "succeeded"
+
+
+def test_an_outcome_that_could_not_be_recorded_is_recovered_once(
+    client, container, core, funded, restore_clock, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """The outcome, its event and the response kept for retries commit in one transaction: if
+    it fails, none of them is written, and recovery settles the transfer from the core's word
+    (never by posting again); a retry after the key's lock then resumes the transfer."""
+    from sqlalchemy import select
+
+    from gateway.store.tables import Event, Transfer
+
+    s = funded()
+    keys = container.transfers.idempotency
+    complete = keys.complete
+
+    def failing_in_the_outcome_transaction(request, status, body, *, session=None):  # type: ignore[no-untyped-def]
+        if session is not None:
+            raise RuntimeError("the outcome transaction fails")
+        return complete(request, status, body, session=session)
+
+    monkeypatch.setattr(keys, "complete", failing_in_the_outcome_transaction)
+    key = "outcome-lost-1"
+    assert post_transfer(client, s, "100.00", key=key).status_code == 500
+    monkeypatch.undo()
+    with container.db.read() as session:
+        transfer = session.scalars(
+            select(Transfer).where(Transfer.partner_id == s.partner.id)
+        ).one()
+        types = session.scalars(select(Event.type).where(Event.resource_id == transfer.id)).all()
+    assert transfer.status == "processing"  # the booked outcome was not half-written
+    assert list(types) == ["transfer.processing"]
+    assert core.postings(transfer.id) == 1
+
+    stale = container.settings.recovery_stale_processing_seconds
+    _recover(container, restore_clock, seconds=stale + 5)
+    assert _status(client, s, transfer.id)["status"] == "succeeded"
+    assert core.postings(transfer.id) == 1
+
+    restore_clock.advance(seconds=container.settings.idempotency_lock_seconds + 1)
+    s.partner.renew()  # a token valid at the new time
+    retry = post_transfer(client, s, "100.00", key=key)
+    assert retry.status_code == 201, retry.text
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert retry.json()["id"] == transfer.id and retry.json()["status"] == "succeeded"
+    assert core.postings(transfer.id) == 1
