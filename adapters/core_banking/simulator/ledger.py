@@ -63,6 +63,9 @@ CREATE TABLE IF NOT EXISTS holds (
     captured_units INTEGER
 );
 CREATE INDEX IF NOT EXISTS holds_reference ON holds(reference, id);
+-- The available balance sums an account's open holds and pending postings on every debit:
+-- partial indexes keep that proportional to what is open, not to the account's history.
+CREATE INDEX IF NOT EXISTS holds_placed ON holds(account) WHERE status='PLACED';
 CREATE TABLE IF NOT EXISTS postings (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     external_reference TEXT NOT NULL,
@@ -84,6 +87,7 @@ CREATE TABLE IF NOT EXISTS postings (
 );
 CREATE INDEX IF NOT EXISTS postings_reference ON postings(external_reference, id);
 CREATE INDEX IF NOT EXISTS postings_debit ON postings(debit_account, booking_date);
+CREATE INDEX IF NOT EXISTS postings_pending ON postings(debit_account) WHERE status='PENDING';
 CREATE TABLE IF NOT EXISTS entries (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     account TEXT NOT NULL REFERENCES accounts(number),
