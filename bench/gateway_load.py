@@ -36,6 +36,7 @@ from bench.stack import (
     Partner,
     Stack,
     cpu_seconds,
+    cpu_times,
     database_counters,
     postgres_pids,
     running,
@@ -81,8 +82,10 @@ class CpuMeter:
 
     def _now(self) -> dict[str, float]:
         driver = os.times()
+        gateway_user, gateway_system = cpu_times(self.stack.pids("gateway"))
         values = {
-            "gateway": cpu_seconds(self.stack.pids("gateway")),
+            "gateway": gateway_user + gateway_system,
+            "gateway_kernel": gateway_system,
             "core_banking_simulator": cpu_seconds(self.stack.pids("core-banking")),
             "gsma_sandbox": cpu_seconds(self.stack.pids("gsma-mm")),
             "worker": cpu_seconds(self.stack.pids("worker")),
