@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import gc
 import hmac
 import json
 import logging
@@ -117,6 +118,10 @@ def _lifespan(gateway: Container) -> Any:
         if gateway.settings.run_workers_in_process:
             workers = Workers(default_jobs(gateway))
             workers.start()
+        # What start-up built (the OpenAPI validators, the parsed WSDL, pools) lives as long
+        # as the process: keep it out of the cyclic collector, whose full passes over it
+        # stopped every request in the process for ~90 ms at a time.
+        gc.freeze()
         log.info("gateway_started", environment=gateway.settings.environment)
         try:
             yield

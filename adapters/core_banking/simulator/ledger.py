@@ -233,6 +233,9 @@ class Ledger:
         self._db.execute("PRAGMA foreign_keys=ON")
         if path != ":memory:":
             self._db.execute("PRAGMA journal_mode=WAL")
+            # Commits fsync at checkpoints, not each one: a simulator's ledger may lose its
+            # last moments in a power cut; the gateway's SQLite makes the same choice.
+            self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
