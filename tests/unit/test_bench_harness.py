@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from bench import load
-from bench.gateway_load import _frame_name, _ratios, summarize_profile
+from bench.gateway_load import _frame_name, _ratios, summarize_profile, sustained
 from bench.stack import cpu_seconds, process_tree
 
 
@@ -164,3 +164,15 @@ def test_cpu_of_this_process_tree_is_read_from_proc() -> None:
     while time.process_time() < deadline:
         pass
     assert cpu_seconds(pids) > before
+
+
+def _phase(offered: float, p99: float | None, errors: int = 0) -> dict[str, Any]:
+    return {"offered_ops_s": offered, "errors": errors, "latency_ms": {"p99": p99}}
+
+
+def test_sustained_is_the_highest_clean_load_under_the_p99_bound() -> None:
+    result = {"fixed_loads": [_phase(10, 40.0), _phase(20, 90.0), _phase(32, 400.0)]}
+    assert sustained(result) == "20"
+    result = {"fixed_loads": [_phase(10, 40.0), _phase(20, 50.0, errors=1), _phase(32, 400.0)]}
+    assert sustained(result) == "10"
+    assert sustained({"fixed_loads": [_phase(10, 150.0), _phase(20, None)]}) == "none"
