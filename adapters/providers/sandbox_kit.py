@@ -11,7 +11,7 @@ import logging
 import secrets
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
@@ -194,7 +194,7 @@ def abort_connection(environ: dict[str, Any]) -> Response:
 class Served(Protocol):
     app: Flask
 
-    def deliver_callbacks(self) -> list[CallbackRecord]: ...
+    def deliver_callbacks(self) -> Sequence[object]: ...
 
     def reset_faults(self) -> None: ...
 

@@ -37,7 +37,6 @@ from urllib.parse import urlparse
 import requests
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from adapters.providers.gsma_mm_sandbox.ledger import (
     AMOUNT,
@@ -48,6 +47,7 @@ from adapters.providers.gsma_mm_sandbox.ledger import (
     fingerprint,
     seed,
 )
+from adapters.providers.sandbox_kit import SandboxServer
 from gateway.domain.clock import Clock, SystemClock
 
 log = logging.getLogger("gsma_mm_sandbox")
@@ -597,7 +597,9 @@ class GsmaMmSandbox:
     ) -> SandboxServer:
         """Serve on a threaded server in daemon threads (port 0: a free one); with
         `deliver_callbacks`, a dispatcher thread sends callbacks as they fall due."""
-        server = SandboxServer(self, host, port, deliver_callbacks=deliver_callbacks)
+        server = SandboxServer(
+            self, host, port, name="gsma-mm-sandbox", deliver_callbacks=deliver_callbacks
+        )
         server.start()
         return server
 
@@ -740,77 +742,3 @@ def register_admin(app: Flask, sandbox: GsmaMmSandbox) -> None:
             sandbox.callbacks.clear()
             sandbox.requests.clear()
         return jsonify({"wallets": len(ledger.wallets)})
-
-
-# --- serving --------------------------------------------------------------------------------------
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        return None
-
-
-class SandboxServer:
-    """The sandbox on a threaded HTTP server, plus (optionally) its callback dispatcher."""
-
-    def __init__(
-        self, sandbox: GsmaMmSandbox, host: str, port: int, *, deliver_callbacks: bool = True
-    ) -> None:
-        self.sandbox = sandbox
-        # Bind ourselves: werkzeug exits the process when a port is taken; we raise OSError.
-        listener = socket.create_server((host, port), backlog=128)
-        try:
-            self._server: BaseWSGIServer = make_server(
-                host,
-                port,
-                sandbox.app,
-                threaded=True,
-                request_handler=_QuietHandler,
-                fd=listener.fileno(),
-            )
-        finally:
-            listener.close()
-        self._stop = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._server.serve_forever, name="gsma-mm-sandbox", daemon=True)
-        ]
-        if deliver_callbacks:
-            self._threads.append(
-                threading.Thread(target=self._dispatch, name="gsma-mm-callbacks", daemon=True)
-            )
-
-    @property
-    def host(self) -> str:
-        return str(self._server.server_address[0])
-
-    @property
-    def port(self) -> int:
-        return int(self._server.port)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> None:
-        for thread in self._threads:
-            thread.start()
-
-    def _dispatch(self) -> None:
-        while not self._stop.wait(0.1):
-            try:
-                self.sandbox.deliver_callbacks()
-            except Exception:
-                log.exception("sandbox_callback_dispatch_failed")
-
-    def wait(self) -> None:
-        while self._threads[0].is_alive():
-            self._threads[0].join(0.5)
-
-    def shutdown(self) -> None:
-        self._stop.set()
-        self.sandbox.reset_faults()  # wakes stalled requests
-        if self._threads[0].is_alive():
-            self._server.shutdown()
-        for thread in self._threads:
-            thread.join(timeout=5)
-        self._server.server_close()
