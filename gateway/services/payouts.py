@@ -78,7 +78,7 @@ from gateway.store.audit import record_audit
 from gateway.store.db import Database
 from gateway.store.events import record_event
 from gateway.store.idempotency import IdempotencyKeys, IdempotencyRequest
-from gateway.store.pagination import page
+from gateway.store.pagination import narrowed, page
 from gateway.store.tables import Payout, PayoutTransition
 from gateway.vault import Vault
 
@@ -990,17 +990,17 @@ class PayoutService:
         created_from: datetime | None,
         created_to: datetime | None,
     ) -> dict[str, Any]:
-        query = select(Payout).where(Payout.partner_id == partner.id)
-        if status:
-            query = query.where(Payout.status == status)
-        if provider:
-            query = query.where(Payout.provider == provider)
-        if partner_reference:
-            query = query.where(Payout.partner_reference == partner_reference)
-        if created_from:
-            query = query.where(Payout.created_at >= created_from)
-        if created_to:
-            query = query.where(Payout.created_at < created_to)
+        query = narrowed(
+            select(Payout).where(Payout.partner_id == partner.id),
+            {
+                Payout.status: status,
+                Payout.provider: provider,
+                Payout.partner_reference: partner_reference,
+            },
+            Payout.created_at,
+            created_from,
+            created_to,
+        )
         with self.db.read() as session:
             return page(
                 session,

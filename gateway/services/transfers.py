@@ -54,7 +54,7 @@ from gateway.services.partners import Principal
 from gateway.store.db import Database
 from gateway.store.events import record_event
 from gateway.store.idempotency import IdempotencyKeys, IdempotencyRequest
-from gateway.store.pagination import page
+from gateway.store.pagination import narrowed, page
 from gateway.store.tables import (
     FeeScheduleRow,
     PartnerLimit,
@@ -1089,15 +1089,13 @@ class TransferService:
         created_from: datetime | None,
         created_to: datetime | None,
     ) -> dict[str, Any]:
-        query = select(Transfer).where(Transfer.partner_id == partner.id)
-        if status:
-            query = query.where(Transfer.status == status)
-        if link_id:
-            query = query.where(Transfer.link_id == link_id)
-        if created_from:
-            query = query.where(Transfer.created_at >= created_from)
-        if created_to:
-            query = query.where(Transfer.created_at < created_to)
+        query = narrowed(
+            select(Transfer).where(Transfer.partner_id == partner.id),
+            {Transfer.status: status, Transfer.link_id: link_id},
+            Transfer.created_at,
+            created_from,
+            created_to,
+        )
         with self.db.read() as session:
             return page(
                 session,

@@ -32,6 +32,25 @@ def decode_cursor(cursor: str) -> str:
         ) from None
 
 
+def narrowed(
+    query: Select[Any],
+    equals: dict[InstrumentedAttribute[Any], Any],
+    created: InstrumentedAttribute[Any],
+    created_from: Any = None,
+    created_to: Any = None,
+) -> Select[Any]:
+    """A list query with the filters the caller gave (None or empty means any); the
+    creation window is half-open, [created_from, created_to)."""
+    for column, value in equals.items():
+        if value:
+            query = query.where(column == value)
+    if created_from:
+        query = query.where(created >= created_from)
+    if created_to:
+        query = query.where(created < created_to)
+    return query
+
+
 def page(
     session: Session,
     query: Select[Any],
