@@ -11,7 +11,7 @@ import logging
 import secrets
 import socket
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
@@ -180,6 +180,39 @@ class FaultList(Generic[Rule]):
                         self._rules.remove(rule)
                 return rule
         return None
+
+
+class SandboxControls(Generic[Rule]):
+    """The test API every sandbox offers: inject faults, count requests. The sandbox sets
+    `faults`, `requests`, `_lock` and `_wake` in its constructor and names its rule type."""
+
+    rule_type: Callable[..., Rule]
+    faults: FaultList[Rule]
+    requests: dict[str, int]
+    _lock: threading.Lock
+    _wake: threading.Event
+
+    def inject(self, operation: str, mode: str, **options: Any) -> Rule:
+        """Add a fault, e.g. `inject("transfer", "timeout", seconds=2)` (see MODES)."""
+        return self.faults.add(self.rule_type(operation=operation, mode=mode, **options))
+
+    @contextlib.contextmanager
+    def fault(self, operation: str, mode: str, **options: Any) -> Iterator[Rule]:
+        rule = self.inject(operation, mode, **options)
+        try:
+            yield rule
+        finally:
+            self.faults.remove(rule.id)  # type: ignore[attr-defined]
+
+    def reset_faults(self) -> None:
+        """Remove every fault and wake requests stalled by `timeout`."""
+        self.faults.clear()
+        self._wake.set()
+        self._wake = threading.Event()
+
+    def request_count(self, operation: str) -> int:
+        with self._lock:
+            return self.requests.get(operation, 0)
 
 
 def abort_connection(environ: dict[str, Any]) -> Response:

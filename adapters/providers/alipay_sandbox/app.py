@@ -20,12 +20,10 @@ reset. docs/providers/alipay.md lists the fault modes.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import secrets
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -53,6 +51,7 @@ from adapters.providers.sandbox_kit import (
     CallbackRecord,
     FaultList,
     Outbox,
+    SandboxControls,
     SandboxServer,
     abort_connection,
     add_fault_routes,
@@ -156,8 +155,10 @@ def form_sender(timeout: float = 5.0) -> Any:
     return send
 
 
-class AlipaySandbox:
+class AlipaySandbox(SandboxControls[FaultRule]):
     """The sandbox provider, and its Python test API."""
+
+    rule_type = FaultRule
 
     def __init__(
         self,
@@ -218,27 +219,6 @@ class AlipaySandbox:
         return cls(app_public_key=app_key.public_key(), alipay_key=alipay, **options)
 
     # --- test API ------------------------------------------------------------------------------
-
-    def inject(self, operation: str, mode: str, **options: Any) -> FaultRule:
-        """Add a fault, e.g. `inject("transfer", "timeout", seconds=2)` (see MODES)."""
-        return self.faults.add(FaultRule(operation=operation, mode=mode, **options))
-
-    @contextlib.contextmanager
-    def fault(self, operation: str, mode: str, **options: Any) -> Iterator[FaultRule]:
-        rule = self.inject(operation, mode, **options)
-        try:
-            yield rule
-        finally:
-            self.faults.remove(rule.id)
-
-    def reset_faults(self) -> None:
-        self.faults.clear()
-        self._wake.set()
-        self._wake = threading.Event()
-
-    def request_count(self, operation: str) -> int:
-        with self._lock:
-            return self.requests.get(operation, 0)
 
     def balance(self, user_id: str) -> int:
         """An account's balance in fen."""

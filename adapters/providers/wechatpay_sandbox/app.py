@@ -20,13 +20,11 @@ confirm), payments, callbacks, keys, reset. docs/providers/wechatpay.md lists th
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import secrets
 import threading
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -40,6 +38,7 @@ from adapters.providers.sandbox_kit import (
     CallbackRecord,
     FaultList,
     Outbox,
+    SandboxControls,
     SandboxServer,
     Sender,
     abort_connection,
@@ -124,8 +123,10 @@ class FaultRule:
         }
 
 
-class WechatPaySandbox:
+class WechatPaySandbox(SandboxControls[FaultRule]):
     """The sandbox provider, and its Python test API."""
+
+    rule_type = FaultRule
 
     def __init__(
         self,
@@ -203,28 +204,6 @@ class WechatPaySandbox:
         )
 
     # --- test API ------------------------------------------------------------------------------
-
-    def inject(self, operation: str, mode: str, **options: Any) -> FaultRule:
-        """Add a fault, e.g. `inject("transfer", "timeout", seconds=2)` (see MODES)."""
-        return self.faults.add(FaultRule(operation=operation, mode=mode, **options))
-
-    @contextlib.contextmanager
-    def fault(self, operation: str, mode: str, **options: Any) -> Iterator[FaultRule]:
-        rule = self.inject(operation, mode, **options)
-        try:
-            yield rule
-        finally:
-            self.faults.remove(rule.id)
-
-    def reset_faults(self) -> None:
-        """Remove every fault and wake requests stalled by `timeout`."""
-        self.faults.clear()
-        self._wake.set()
-        self._wake = threading.Event()
-
-    def request_count(self, operation: str) -> int:
-        with self._lock:
-            return self.requests.get(operation, 0)
 
     def balance(self, openid: str) -> int:
         """A user's WeChat balance in fen."""
