@@ -1,4 +1,4 @@
-"""Operator API: partners (list, inspect, suspend/resume/revoke)."""
+"""Operator API: partners (list, inspect, suspend/resume/revoke), links and their risk hits."""
 
 from __future__ import annotations
 
@@ -31,6 +31,10 @@ def update_link(link_id: str, body: dict[str, Any]) -> dict[str, Any]:
     return container().links.operator_update(
         link_id, body["status"], body["reason"], actor=_actor()
     )
+
+
+def link_risk_events(link_id: str, limit: int = 50) -> dict[str, Any]:
+    return container().transfers.risk_events(link_id, limit)
 
 
 def sandbox_messages(limit: int = 20) -> dict[str, Any]:

@@ -253,6 +253,19 @@ class LinkService:
         )
         try:
             with self.db.transaction() as session:
+                # A lapsed link the sweeper has not reached yet still holds the live-account
+                # index: expire it here, in this transaction, so the new link can take its place.
+                for lapsed in session.scalars(
+                    select(Link)
+                    .where(
+                        Link.partner_id == partner.id,
+                        Link.account_index == index,
+                        Link.status.in_([s.value for s in LIVE]),
+                    )
+                    .with_for_update()
+                ):
+                    self._expire_if_due(session, lapsed)
+                session.flush()
                 link.account_entry_id = self.vault.store(
                     session, purpose=ACCOUNT_PURPOSE, plaintext=number
                 )
@@ -472,20 +485,22 @@ class LinkService:
                 )
             return self.view(session, link)
 
-    def suspend_for_risk(self, session: Session, link_id: str, reason: str) -> None:
-        """Used by risk rules (transfers) inside their own transaction."""
+    def suspend_for_risk(self, session: Session, link_id: str, reason: str) -> bool:
+        """Used by risk rules (transfers) inside their own transaction; True if it suspended."""
         link = session.scalars(select(Link).where(Link.id == link_id).with_for_update()).first()
-        if link is not None and link.status == LinkStatus.ACTIVE:
-            self._transition(session, link, LinkStatus.SUSPENDED, reason=reason)
-            record_audit(
-                session,
-                actor="risk",
-                action="link.suspended",
-                target_type="link",
-                target_id=link.id,
-                at=self.clock.now(),
-                details={"reason": reason},
-            )
+        if link is None or link.status != LinkStatus.ACTIVE:
+            return False
+        self._transition(session, link, LinkStatus.SUSPENDED, reason=reason)
+        record_audit(
+            session,
+            actor="risk",
+            action="link.suspended",
+            target_type="link",
+            target_id=link.id,
+            at=self.clock.now(),
+            details={"reason": reason},
+        )
+        return True
 
     def expire_due(self, batch: int = 200) -> int:
         """Worker: move links past their consent expiry or verification window to `expired`."""

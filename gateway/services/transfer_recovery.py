@@ -75,6 +75,8 @@ class TransferRecovery:
                 self.resolve_transfer(transfer_id)
             except CoreBankingError as exc:
                 log.warning("recovery_deferred", transfer_id=transfer_id, code=exc.code)
+            except Exception:  # one bad row must not starve the rest of the pass
+                log.exception("recovery_failed", transfer_id=transfer_id)
         refunds = self._claim(
             Refund,
             or_(
@@ -90,6 +92,8 @@ class TransferRecovery:
                 self.resolve_refund(refund_id)
             except CoreBankingError as exc:
                 log.warning("recovery_deferred", refund_id=refund_id, code=exc.code)
+            except Exception:
+                log.exception("recovery_failed", refund_id=refund_id)
         self._report_unknown()
         return len(transfers) + len(refunds)
 
@@ -148,7 +152,12 @@ class TransferRecovery:
         elif status.status in ("REJECTED", "REVERSED") or (
             status.status == "NOT_FOUND" and window_passed
         ):
-            if capture:
+            if capture and transfer.status == S.AUTHORIZED:
+                # The capture's process died before the core answered: nothing to move.
+                self.service._capture_not_booked(
+                    transfer_id, f"capture not booked ({status.status})"
+                )
+            elif capture:
                 self.service._move_locked(
                     transfer_id,
                     S.AUTHORIZED,

@@ -36,6 +36,7 @@ from gateway.domain.errors import (
     GatewayError,
     InvalidRequest,
     NotFound,
+    ServiceUnavailable,
     Unprocessable,
 )
 from gateway.domain.ids import new_id
@@ -57,6 +58,7 @@ from gateway.store.idempotency import IdempotencyKeys, IdempotencyRequest
 from gateway.store.pagination import narrowed, page
 from gateway.store.tables import (
     FeeScheduleRow,
+    Link,
     PartnerLimit,
     Refund,
     RiskEvent,
@@ -286,18 +288,22 @@ class TransferService:
         rule: str,
         action: str,
         details: dict[str, Any],
+        transfer_id: str | None = None,
     ) -> None:
         now = self.clock.now()
         session.add(
             RiskEvent(
                 partner_id=partner_id,
                 link_id=link_id,
+                transfer_id=transfer_id,
                 rule=rule,
                 action=action,
                 details=details,
                 at=now,
             )
         )
+        if action != "rejected":  # only refusals of the customer's own limits count
+            return
         session.flush()
         hits = (
             session.scalar(
@@ -311,10 +317,45 @@ class TransferService:
             )
             or 0
         )
-        if hits >= self.policy.suspend_after_hits:
-            self.links.suspend_for_risk(
-                session, link_id, f"risk rule '{rule}' hit {hits} times in 24 h"
+        if hits >= self.policy.suspend_after_hits and self.links.suspend_for_risk(
+            session, link_id, f"risk rule '{rule}' hit {hits} times in 24 h"
+        ):
+            session.add(
+                RiskEvent(
+                    partner_id=partner_id,
+                    link_id=link_id,
+                    rule=rule,
+                    action="suspended",
+                    details={"hits": hits, "window_hours": 24},
+                    at=now,
+                )
             )
+
+    def risk_events(self, link_id: str, limit: int) -> dict[str, Any]:
+        """Operators: the rule hits on one link, newest first."""
+        with self.db.read() as session:
+            if session.get(Link, link_id) is None:
+                raise NotFound("No such link", code="link_not_found")
+            rows = session.scalars(
+                select(RiskEvent)
+                .where(RiskEvent.link_id == link_id)
+                .order_by(RiskEvent.id.desc())
+                .limit(limit)
+            ).all()
+            return {
+                "data": [
+                    {
+                        "rule": row.rule,
+                        "action": row.action,
+                        "partner_id": row.partner_id,
+                        "link_id": row.link_id,
+                        "transfer_id": row.transfer_id,
+                        "details": row.details,
+                        "at": _when(row.at),
+                    }
+                    for row in rows
+                ]
+            }
 
     def _check_limits(
         self, session: Session, partner: Principal, link: Any, direction: str, amount: Money
@@ -400,6 +441,14 @@ class TransferService:
                 partner_limit.per_transaction is not None
                 and amount.minor > partner_limit.per_transaction
             ):
+                self._risk(
+                    session,
+                    partner.id,
+                    link.id,
+                    "partner_per_transaction",
+                    "capped",
+                    {"amount": amount.value},
+                )
                 raise Rejection(
                     Unprocessable(
                         "The amount exceeds the partner's per-transaction cap",
@@ -421,6 +470,14 @@ class TransferService:
                     or 0
                 )
                 if used + amount.minor > partner_limit.daily:
+                    self._risk(
+                        session,
+                        partner.id,
+                        link.id,
+                        "partner_daily",
+                        "capped",
+                        {"amount": amount.value},
+                    )
                     raise Rejection(
                         Unprocessable(
                             "The partner's daily cap is reached",
@@ -561,6 +618,7 @@ class TransferService:
                         "step_up_threshold",
                         "step_up",
                         {"amount": amount.value},
+                        transfer_id=transfer_id,
                     )
                     self._move(
                         session,
@@ -612,8 +670,6 @@ class TransferService:
 
     @staticmethod
     def _link(session: Session, link_id: str) -> Any:
-        from gateway.store.tables import Link
-
         return session.get(Link, link_id)
 
     def _partner_account(self, partner_id: str) -> str:
@@ -727,6 +783,13 @@ class TransferService:
                 select(Transfer).where(Transfer.id == transfer_id).with_for_update()
             ).one()
             captured = transfer.captured_amount or transfer.amount
+            fee = transfer.fee_amount
+            if fee and captured < transfer.amount:
+                # A partial capture pays the fee on what was taken, never more than quoted.
+                taken = Money(captured, transfer.currency)
+                fee = min(
+                    fee, self._fee(session, transfer.partner_id, transfer.direction, taken).minor
+                )
             self._move(
                 session,
                 transfer,
@@ -738,7 +801,8 @@ class TransferService:
                 next_check_at=None,
                 failure_code=None,
                 failure_message=None,
-                fee_status="pending" if transfer.fee_amount else None,
+                fee_amount=fee,
+                fee_status="pending" if fee else None,
             )
             if respond is not None:
                 respond(session, transfer)
@@ -831,11 +895,7 @@ class TransferService:
     def capture(self, partner: Principal, transfer_id: str, body: dict[str, Any]) -> dict[str, Any]:
         with self.db.transaction() as session:
             transfer = self._own(session, partner.id, transfer_id, lock=True)
-            if transfer.status != S.AUTHORIZED:
-                raise Conflict(
-                    f"The transfer is {transfer.status}, not authorized",
-                    code="transfer_state_conflict",
-                )
+            self._require_idle_hold(transfer)
             amount = Money(transfer.amount, transfer.currency)
             if body.get("amount") is not None:
                 try:
@@ -856,6 +916,7 @@ class TransferService:
                 raise Conflict("The hold has expired", code="hold_expired")
             transfer.pending_operation = "capture"
             transfer.captured_amount = amount.minor
+            transfer.next_check_at = None  # recovery's to check if this process never returns
             transfer.updated_at = self.clock.now()
             hold_reference = transfer.hold_reference
         partner_account = self._partner_account(transfer.partner_id)
@@ -873,25 +934,58 @@ class TransferService:
         except OutcomeUnknown:
             self._unknown(transfer_id, "capture: the core did not answer in time")
         except CoreBankingRejected as exc:
-            with self.db.transaction() as session:
-                transfer = self._own(session, partner.id, transfer_id, lock=True)
-                transfer.pending_operation = None
-                transfer.captured_amount = 0
+            self._capture_not_booked(transfer_id, f"capture refused: {exc.core_code}")
             raise Unprocessable(
                 f"The core refused the capture ({exc.core_code})",
                 code=CORE_FAILURES.get(exc.core_code, "core_rejected"),
             ) from exc
+        except CoreBankingError as exc:
+            if exc.core_code != "SYSTEM_UNAVAILABLE":  # a proxy error or worse: ask later
+                self._unknown(transfer_id, f"capture: core error {exc.code}")
+                return self.get(partner, transfer_id)
+            self._capture_not_booked(transfer_id, "capture: core banking unavailable")
+            raise ServiceUnavailable(
+                "Core banking is unavailable; the hold is unchanged, try the capture again",
+                code="core_banking_unavailable",
+            ) from exc
         return self.get(partner, transfer_id)
+
+    @staticmethod
+    def _require_idle_hold(transfer: Transfer) -> None:
+        """Capture and void act on an authorized hold nobody else is acting on: a second
+        request (under another Idempotency-Key) while one is at the core gets 409."""
+        if transfer.status != S.AUTHORIZED:
+            raise Conflict(
+                f"The transfer is {transfer.status}, not authorized",
+                code="transfer_state_conflict",
+            )
+        if transfer.pending_operation is not None:
+            raise Conflict(
+                f"A {transfer.pending_operation} of this transfer is in progress",
+                code="operation_in_progress",
+            )
+
+    def _capture_not_booked(self, transfer_id: str, cause: str) -> None:
+        """The core booked no capture: the hold stands as it was, ready for another capture
+        or a void. Only the capture that set `pending_operation` may clear it."""
+        with self.db.transaction() as session:
+            transfer = session.scalars(
+                select(Transfer).where(Transfer.id == transfer_id).with_for_update()
+            ).one()
+            if transfer.status != S.AUTHORIZED or transfer.pending_operation != "capture":
+                return
+            transfer.pending_operation = None
+            transfer.captured_amount = 0
+            transfer.next_check_at = transfer.hold_expires_at
+            transfer.updated_at = self.clock.now()
+        log.info("capture_not_booked", transfer_id=transfer_id, cause=cause)
 
     def void(self, partner: Principal, transfer_id: str) -> dict[str, Any]:
         with self.db.transaction() as session:
             transfer = self._own(session, partner.id, transfer_id, lock=True)
-            if transfer.status != S.AUTHORIZED:
-                raise Conflict(
-                    f"The transfer is {transfer.status}, not authorized",
-                    code="transfer_state_conflict",
-                )
+            self._require_idle_hold(transfer)
             transfer.pending_operation = "release"
+            transfer.next_check_at = None
         self._release(transfer_id, "voided by the partner")
         return self.get(partner, transfer_id)
 

@@ -225,6 +225,31 @@ def test_consent_expiry(client, container, core, wallet, clock) -> None:  # type
     assert "link.expired" in types
 
 
+def test_relinking_after_consent_lapsed_before_the_sweeper_ran(
+    client, container, core, wallet, clock
+) -> None:  # type: ignore[no-untyped-def]
+    account = core.open_account(mobile=MOBILE)
+    body = link_body(account)
+    body["consent"]["expires_at"] = (
+        datetime.now(UTC) + clock.offset + timedelta(hours=1)
+    ).isoformat()
+    old = _post(client, "/v1/links", wallet, body).json()
+    _post(client, f"/v1/links/{old['id']}/verify", wallet, {"code": last_code(container)})
+    clock.advance(hours=2)
+    wallet.renew()
+    try:
+        body["consent"].pop("expires_at")
+        again = _post(client, "/v1/links", wallet, body)
+        assert again.status_code == 201, again.text
+        assert again.json()["id"] != old["id"]
+        with container.db.read() as session:
+            types = session.scalars(select(Event.type).where(Event.resource_id == old["id"])).all()
+        assert "link.expired" in types  # the lapsed link was ended, with its event
+    finally:
+        clock.advance(hours=-2)
+        wallet.renew()
+
+
 def test_consent_limits_must_be_in_the_link_currency(client, core, wallet) -> None:  # type: ignore[no-untyped-def]
     body = link_body(core.open_account())
     body["consent"]["limits"] = {

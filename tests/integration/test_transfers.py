@@ -141,7 +141,7 @@ def test_consent_limits_per_transaction_and_daily(client, core, funded) -> None:
     assert credit.json()["status"] == "succeeded"
 
 
-def test_partner_caps(client, container, funded) -> None:  # type: ignore[no-untyped-def]
+def test_partner_caps(client, container, funded, make_partner) -> None:  # type: ignore[no-untyped-def]
     s = funded()
     with container.db.transaction() as session:
         session.add(
@@ -153,9 +153,18 @@ def test_partner_caps(client, container, funded) -> None:  # type: ignore[no-unt
     assert post_transfer(client, s, "200.00").json()["status"] == "succeeded"
     refused = post_transfer(client, s, "100.01", direction="credit")
     assert refused.json()["limit"] == "daily"
+    operator = make_partner(kind="operator")
+    hits = client.get(f"/admin/v1/links/{s.link['id']}/risk-events", headers=operator.auth)
+    assert [(h["rule"], h["action"]) for h in hits.json()["data"]] == [
+        ("partner_daily", "capped"),
+        ("partner_per_transaction", "capped"),
+    ]
+    # The partner's own cap is not the customer's doing: it never suspends the link.
+    link = client.get(f"/v1/links/{s.link['id']}", headers=s.partner.auth).json()
+    assert link["status"] == "active"
 
 
-def test_velocity_rejects_then_suspends_the_link(client, container, funded) -> None:  # type: ignore[no-untyped-def]
+def test_velocity_rejects_then_suspends_the_link(client, container, funded, make_partner) -> None:  # type: ignore[no-untyped-def]
     s = funded()
     limit = container.settings.risk_velocity_max
     for _ in range(limit):
@@ -169,6 +178,20 @@ def test_velocity_rejects_then_suspends_the_link(client, container, funded) -> N
     assert link["status"] == "suspended"
     assert "velocity" in link["status_reason"]
     assert post_transfer(client, s, "1.00").json()["code"] == "link_not_active"
+    operator = make_partner(kind="operator")
+    hits = client.get(f"/admin/v1/links/{s.link['id']}/risk-events", headers=operator.auth)
+    assert hits.status_code == 200, hits.text
+    actions = [(h["rule"], h["action"]) for h in hits.json()["data"]]
+    assert actions[0] == ("velocity", "suspended")  # newest first: why it was suspended
+    assert actions[1:] == [("velocity", "rejected")] * container.settings.risk_suspend_after_hits
+    unknown = client.get(f"/admin/v1/links/lnk_{'0' * 26}/risk-events", headers=operator.auth)
+    assert unknown.status_code == 404
+    assert (
+        client.get(
+            f"/admin/v1/links/{s.link['id']}/risk-events", headers=s.partner.auth
+        ).status_code
+        == 403
+    )
 
 
 def test_step_up_needs_the_customers_code(client, container, core, funded) -> None:  # type: ignore[no-untyped-def]
