@@ -14,7 +14,7 @@ import base64
 import json
 import os
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -56,7 +56,7 @@ def contract(name: str) -> dict[str, Any]:
     return dict(json.loads((CONTRACTS / f"{name}.json").read_text(encoding="utf-8")))
 
 
-def adapter(**overrides: Any) -> AlipayProvider:
+def adapter(clock: FrozenClock | None = None, **overrides: Any) -> AlipayProvider:
     values: dict[str, Any] = {
         "base_url": "https://openapi.alipay.com/gateway.do",
         "app_id": "2021000100000001",
@@ -71,7 +71,7 @@ def adapter(**overrides: Any) -> AlipayProvider:
     context = ProviderContext(
         environment="test",
         callback_base_url="https://gateway.bank.example",
-        clock=FrozenClock(NOW),
+        clock=clock or FrozenClock(NOW),
     )
     return AlipayProvider(AlipaySettings(**values), context, sleep=lambda _seconds: None)
 
@@ -340,6 +340,28 @@ def test_another_apps_notification_is_refused() -> None:
     with pytest.raises(WebhookVerificationError) as raised:
         adapter(app_id="2021000199999999").verify_and_parse_webhook("POST", headers, body)
     assert raised.value.reason == "app_id_mismatch"
+
+
+def test_notifications_are_held_to_their_signed_send_time() -> None:
+    """The transfer notification is sent at its `utc_timestamp` (NOW + 123 ms), the refund's at
+    its `notify_time` (18:16:00 Beijing time = NOW + 30 s): taken through Alipay's ~25 hours of
+    retries, refused (401, `stale_timestamp`) when replayed later than the window, or when our
+    clock is well behind the send time."""
+    from adapters.base import WebhookVerificationError
+
+    for name in ("notification-transfer-changed", "notification-refund"):
+        headers, body = _notification(name)
+        for later in (timedelta(0), timedelta(hours=25), timedelta(hours=47)):
+            adapter(FrozenClock(NOW + later)).verify_and_parse_webhook("POST", headers, body)
+        for when, overrides in (
+            (NOW + timedelta(hours=48, minutes=1), {}),
+            (NOW + timedelta(hours=2), {"notification_max_age_seconds": 3600}),
+            (NOW - timedelta(minutes=10), {}),
+        ):
+            provider = adapter(FrozenClock(when), **overrides)
+            with pytest.raises(WebhookVerificationError) as raised:
+                provider.verify_and_parse_webhook("POST", headers, body)
+            assert (raised.value.reason, raised.value.status) == ("stale_timestamp", 401)
 
 
 def test_the_reply_is_what_alipay_expects() -> None:

@@ -118,7 +118,7 @@ def test_a_transfer_deals_then_settles_and_notifies(
     assert (record.statuses, record.delivered) == ([500, 200, 200], True)  # until `success`
     keys = KeyRing({"alipay": app.keys[0]})
     params = webhooks.verify(
-        "POST", record.headers, record.body, keys=keys, app_id="2021000100000001"
+        "POST", record.headers, record.body, keys=keys, app_id="2021000100000001", now=clock.now()
     )
     assert json.loads(params["biz_content"])["status"] == "SUCCESS"
 

@@ -1,12 +1,13 @@
 """Alipay RSA2 signatures against the REAL published vectors (tests/fixtures/alipay, from the
 official alipay-sdk-nodejs-all test suite; see PROVENANCE.md), then our own round trips:
 request signing, answers over their exact bytes, notifications with and without sign_type,
-and each refusal with its own reason."""
+the notification's send-time window, and each refusal with its own reason."""
 
 from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -16,7 +17,12 @@ from cryptography.hazmat.primitives.asymmetric import padding
 
 from adapters.base import WebhookVerificationError
 from adapters.providers.alipay import signing, webhooks
-from adapters.providers.rsa_keys import KeyRing, load_private_key, load_public_key_file
+from adapters.providers.rsa_keys import (
+    KeyRing,
+    PublicKey,
+    load_private_key,
+    load_public_key_file,
+)
 from tests.fixtures import assert_provenance
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "alipay"
@@ -26,6 +32,10 @@ NOTIFY_KEY = load_public_key_file(FIXTURES / "notify-v1-inline-public-key.pem")
 RESPONSE = (FIXTURES / "response-file-upload.json").read_bytes()
 RESPONSE_KEY = load_public_key_file(FIXTURES / "alipay-public-key.pem")
 OTHER_ALIPAY_KEY = load_public_key_file(FIXTURES / "alipay-notify-sign-public-key-v2.pem")
+# The real notification's notify_time, 2019-08-15 15:56:25 Beijing time (UTC+8).
+NOTIFY_SENT = datetime(2019, 8, 15, 7, 56, 25, tzinfo=UTC)
+RECEIVED = NOTIFY_SENT + timedelta(minutes=3)  # an injected clock just after it was sent
+FORM = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
 
 
 def test_the_fixtures_are_the_published_bytes() -> None:
@@ -57,10 +67,11 @@ def test_the_genuine_notification_arrives_as_a_form_and_verifies() -> None:
     body = urlencode(NOTIFY).encode()  # what Alipay POSTs (values URL-encoded on the wire)
     params = webhooks.verify(
         "POST",
-        {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
+        FORM,
         body,
         keys=KeyRing({"alipay": NOTIFY_KEY}),
         app_id="2019073166072302",
+        now=RECEIVED,
     )
     assert params == NOTIFY
     note = webhooks.parse(params, body)
@@ -70,6 +81,58 @@ def test_the_genuine_notification_arrives_as_a_form_and_verifies() -> None:
         "payment",
         None,
     )
+
+
+# --- the real notification's send time ------------------------------------------------------------
+
+
+def _webhook_reason(body: bytes, now: datetime, keys: list[PublicKey] | None = None) -> str:
+    ring = KeyRing({f"k{i}": key for i, key in enumerate(keys or [NOTIFY_KEY])})
+    with pytest.raises(WebhookVerificationError) as raised:
+        webhooks.verify("POST", FORM, body, keys=ring, app_id="2019073166072302", now=now)
+    return raised.value.reason
+
+
+def test_notify_time_is_beijing_time() -> None:
+    assert webhooks.sent_at(NOTIFY) == NOTIFY_SENT
+    assert webhooks.beijing_time(NOTIFY_SENT) == NOTIFY["notify_time"]
+
+
+def test_the_genuine_notification_is_taken_within_its_window() -> None:
+    body = urlencode(NOTIFY).encode()
+    keys = KeyRing({"alipay": NOTIFY_KEY})
+    # Alipay's last retry comes about 25 hours after the first send: still taken.
+    for now in (NOTIFY_SENT, RECEIVED, NOTIFY_SENT + timedelta(hours=25), NOTIFY_SENT
+                + webhooks.MAX_AGE, NOTIFY_SENT - webhooks.MAX_SKEW):  # fmt: skip
+        assert webhooks.verify("POST", FORM, body, keys=keys, app_id=None, now=now) == NOTIFY
+
+
+def test_the_genuine_notification_is_stale_on_the_real_clock() -> None:
+    body = urlencode(NOTIFY).encode()
+    assert _webhook_reason(body, datetime.now(UTC)) == "stale_timestamp"
+    just_too_late = NOTIFY_SENT + webhooks.MAX_AGE + timedelta(seconds=1)
+    assert _webhook_reason(body, just_too_late) == "stale_timestamp"
+
+
+def test_a_notification_from_the_future_is_refused() -> None:
+    """Our clock well behind the signed send time (or a send time far ahead of ours)."""
+    body = urlencode(NOTIFY).encode()
+    assert _webhook_reason(body, NOTIFY_SENT - timedelta(days=1)) == "stale_timestamp"
+    just_too_early = NOTIFY_SENT - webhooks.MAX_SKEW - timedelta(seconds=1)
+    assert _webhook_reason(body, just_too_early) == "stale_timestamp"
+
+
+def test_a_changed_byte_or_wrong_key_keeps_its_reason_whatever_the_time() -> None:
+    """The send time is believed only once the signature holds: a forgery is named as such."""
+    changed = urlencode({**NOTIFY, "total_amount": "0.11"}).encode()
+    genuine = urlencode(NOTIFY).encode()
+    for now in (RECEIVED, datetime.now(UTC)):
+        assert _webhook_reason(changed, now) == "content_mismatch"
+        assert _webhook_reason(genuine, now, [OTHER_ALIPAY_KEY]) == "wrong_key"
+    # Moving notify_time into the window breaks the signature: content_mismatch, not stale.
+    fresh = webhooks.beijing_time(datetime.now(UTC))
+    moved = urlencode({**NOTIFY, "notify_time": fresh}).encode()
+    assert _webhook_reason(moved, datetime.now(UTC)) == "content_mismatch"
 
 
 def _notify_reason(params: dict[str, str], keys: list[object] | None = None) -> str:
@@ -110,7 +173,11 @@ def test_notification_checks_have_distinct_reasons() -> None:
     good = urlencode(NOTIFY).encode()
 
     def reason(body: bytes = good, method: str = "POST", **changes: object) -> str:
-        values: dict[str, object] = {"keys": KeyRing({"a": NOTIFY_KEY}), "app_id": None}
+        values: dict[str, object] = {
+            "keys": KeyRing({"a": NOTIFY_KEY}),
+            "app_id": None,
+            "now": RECEIVED,
+        }
         values.update(changes)
         with pytest.raises(WebhookVerificationError) as raised:
             webhooks.verify(method, {}, body, **values)  # type: ignore[arg-type]
@@ -122,6 +189,7 @@ def test_notification_checks_have_distinct_reasons() -> None:
         reason(body=good + b"&sign_type=RSA2"),  # a repeated parameter
         reason(body=good.replace(b"total_amount=0.10", b"total_amount=0.11")),
         reason(keys=KeyRing({"b": OTHER_ALIPAY_KEY})),
+        reason(now=datetime.now(UTC)),
         reason(app_id="2021000100000001"),
     ]
     assert reasons == [
@@ -130,8 +198,77 @@ def test_notification_checks_have_distinct_reasons() -> None:
         "malformed_body",
         "content_mismatch",
         "wrong_key",
+        "stale_timestamp",
         "app_id_mismatch",
     ]
+
+
+# --- send times of our own signed notifications ------------------------------------------------
+
+
+TEST_ALIPAY_KEY = load_private_key(KEYS / "alipay_private_key.pem")
+TEST_ALIPAY_RING = KeyRing({"k": load_public_key_file(KEYS / "alipay_public_key.pem")})
+NOW = datetime(2026, 3, 2, 10, 15, 30, tzinfo=UTC)
+TRADE = {"notify_type": "trade_status_sync", "notify_id": "n1", "app_id": "2021000100000001"}
+CHANGED = {"msg_method": "alipay.fund.trans.order.changed", "notify_id": "n2",
+           "app_id": "2021000100000001", "version": "1.1", "biz_content": "{}"}  # fmt: skip
+
+
+def _own_reason(params: dict[str, str], now: datetime = NOW) -> str:
+    body = webhooks.notification(params, TEST_ALIPAY_KEY, now=NOW)
+    with pytest.raises(WebhookVerificationError) as raised:
+        webhooks.verify("POST", FORM, body, keys=TEST_ALIPAY_RING, app_id=None, now=now)
+    return raised.value.reason
+
+
+def test_a_message_service_notification_is_held_to_its_utc_timestamp() -> None:
+    body = webhooks.notification(CHANGED, TEST_ALIPAY_KEY, now=NOW)
+    params = webhooks.verify("POST", FORM, body, keys=TEST_ALIPAY_RING, app_id=None, now=NOW)
+    assert "notify_time" not in params and params["utc_timestamp"] == "1772446530000"
+    assert webhooks.sent_at(params) == NOW
+    assert _own_reason(CHANGED, NOW + timedelta(hours=49)) == "stale_timestamp"
+    assert _own_reason(CHANGED, NOW - timedelta(minutes=6)) == "stale_timestamp"
+
+
+def test_a_trade_notification_is_held_to_its_notify_time() -> None:
+    body = webhooks.notification(TRADE, TEST_ALIPAY_KEY, now=NOW)
+    params = webhooks.verify("POST", FORM, body, keys=TEST_ALIPAY_RING, app_id=None, now=NOW)
+    assert params["notify_time"] == "2026-03-02 18:15:30"  # Beijing time, not UTC
+    assert _own_reason(TRADE, NOW + timedelta(hours=49)) == "stale_timestamp"
+    # A sender that wrote UTC in notify_time would look 8 hours old: still inside the window,
+    # so check the arithmetic directly.
+    assert webhooks.sent_at({"notify_time": "2026-03-02 10:15:30"}) == NOW - timedelta(hours=8)
+
+
+def test_a_notification_without_a_send_time_is_refused() -> None:
+    """Alipay always sends notify_time or utc_timestamp: a signed body without either (or
+    with it empty, which the signature skips) is refused with its own reason."""
+    for params in (TRADE, CHANGED, {**TRADE, "notify_time": ""}, {**CHANGED, "utc_timestamp": ""}):
+        values = {**params, "sign_type": signing.SIGN_TYPE}
+        values["sign"] = signing.sign(TEST_ALIPAY_KEY, signing.content(values))
+        with pytest.raises(WebhookVerificationError) as raised:
+            webhooks.verify(
+                "POST", FORM, urlencode(values).encode(), keys=TEST_ALIPAY_RING,
+                app_id=None, now=NOW,
+            )  # fmt: skip
+        assert raised.value.reason == "missing_timestamp"
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        {"notify_time": "2026-03-02T18:15:30"},
+        {"notify_time": "2026-3-2 18:15:30"},
+        {"notify_time": "2026-02-30 18:15:30"},
+        {"notify_time": "2026-03-02 18:15:30.000"},
+        {"notify_time": "1772446530"},
+        {"utc_timestamp": "1772446530.123"},
+        {"utc_timestamp": "-1772446530123"},
+        {"utc_timestamp": "999999999999999"},
+    ],
+)
+def test_an_unreadable_send_time_is_refused(stamp: dict[str, str]) -> None:
+    assert _own_reason({**TRADE, **stamp}) == "malformed_timestamp"
 
 
 # --- the real answer -----------------------------------------------------------------------------
@@ -260,7 +397,14 @@ def test_our_signed_answers_and_notifications_verify() -> None:
             key,
             sign_type_signed=sign_type_signed,
         )
-        webhooks.verify("POST", {}, body, keys=KeyRing({"k": public}), app_id="2021000100000001")
+        webhooks.verify(
+            "POST",
+            {},
+            body,
+            keys=KeyRing({"k": public}),
+            app_id="2021000100000001",
+            now=datetime.now(UTC),
+        )
 
 
 def test_bare_base64_public_keys_load() -> None:

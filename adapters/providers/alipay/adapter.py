@@ -11,7 +11,8 @@ Flows (docs/providers/alipay.md):
   `out_request_no`; `fund_change` N is confirmed with `alipay.trade.fastpay.refund.query`):
   the payout service does not initiate refunds; `refund` / `refund_status` serve flows that
   collect money through Alipay.
-* notifications: `webhooks.py` (RSA2-signed: authoritative); Alipay wants `success` back.
+* notifications: `webhooks.py` (RSA2-signed and recent: authoritative); Alipay wants
+  `success` back.
 * A refusal of a money-moving call is believed only when Alipay signed it.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import timedelta
 
 import requests
 
@@ -74,6 +76,7 @@ class AlipayProvider:
         self.context = context
         credentials = settings.credentials(context.data_dir)
         self.credentials = credentials
+        self.notification_max_age = timedelta(seconds=settings.notification_max_age_seconds)
         try:
             private_key = (
                 ensure_private_key(credentials.app_private_key_file)
@@ -235,7 +238,13 @@ class AlipayProvider:
         self, method: str, headers: dict[str, str], body: bytes
     ) -> ProviderNotification:
         params = webhooks.verify(
-            method, headers, body, keys=self.keys, app_id=self.credentials.app_id
+            method,
+            headers,
+            body,
+            keys=self.keys,
+            app_id=self.credentials.app_id,
+            now=self.context.clock.now(),
+            max_age=self.notification_max_age,
         )
         return webhooks.parse(params, body)
 

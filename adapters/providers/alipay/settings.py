@@ -67,6 +67,15 @@ class AlipaySettings(ProviderSettings):
         max_length=128,
         description="order_title of transfers when the payout has no description.",
     )
+    notification_max_age_seconds: int = Field(
+        172_800,
+        ge=3_600,
+        le=604_800,
+        description="Notifications whose signed send time (`notify_time`, Beijing time, or "
+        "`utc_timestamp`) is older than this are refused (`stale_timestamp`); Alipay re-sends "
+        "for about 25 hours, so keep it above that. A send time more than 5 minutes ahead of "
+        "our clock is refused too.",
+    )
     sandbox_dir: Path | None = Field(
         None,
         description="Where the embedded sandbox and the adapter keep their development keys; "

@@ -13,7 +13,9 @@ and what its SDKs do (alipay-sdk-java `AlipaySignature.rsaCheckV1/V2`, alipay-sd
   (key order, spacing and escapes would change). `response_value` finds those bytes by
   decoding the top-level object token by token.
 * Notification: all POST parameters except `sign`; depending on the notification, Alipay
-  includes `sign_type` in the signed content or not, so both are tried, as the SDKs do.
+  includes `sign_type` in the signed content or not, so both are tried, as the SDKs do. Its
+  signed send time (`notify_time` / `utc_timestamp`) is held to a window by `webhooks.verify`;
+  answers have no signed time, so no window.
 * A failed check says why (`SignatureError.reason`): `content_mismatch` when a configured key
   made the signature over other bytes (a changed byte), `wrong_key` when none of them made it.
 """
@@ -195,7 +197,12 @@ def response_value(body: bytes, method: str) -> ResponseValue:
 
 
 def verify_response(value: ResponseValue, keys: Iterable[PublicKey]) -> None:
-    """Check an answer's `sign` over the exact bytes of its value."""
+    """Check an answer's `sign` over the exact bytes of its value.
+
+    No time window here, unlike notifications: Alipay's signed answer carries no timestamp
+    (the request's `timestamp` is ours and is not echoed), so its freshness cannot be checked.
+    An answer is tied to its request by the HTTPS exchange it arrives on and to the transfer
+    by its `out_biz_no` (checked by the adapter)."""
     if not value.sign:
         raise SignatureError("missing_signature")
     check(value.sign, (value.raw,), keys)

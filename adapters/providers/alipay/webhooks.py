@@ -7,12 +7,25 @@ refund as a `trade_status_sync` notification carrying `out_biz_no` (the refund's
 `out_request_no`) and `refund_fee`. A verified notification is authoritative; it is
 deduplicated by `notify_id` (Alipay sends the same notification again until it gets `success`).
 
-`verify` is pure and raises `WebhookVerificationError(reason)`: `method_not_allowed`,
-`body_too_large`, `malformed_body`, the signature's reasons (`missing_signature`,
-`unsupported_sign_type`, `malformed_signature`, `content_mismatch`, `wrong_key`), then
-`app_id_mismatch`. Alipay notifications carry no freshness guarantee we can check (they are
-re-sent for about a day with their original content), so replays are handled by
-deduplication and by the payout's one-way decision, not by a time window.
+`verify` is pure (the time is passed in) and raises `WebhookVerificationError(reason)`:
+`method_not_allowed`, `body_too_large`, `malformed_body`, the signature's reasons
+(`missing_signature`, `unsupported_sign_type`, `malformed_signature`, `content_mismatch`,
+`wrong_key`), then the freshness of the signed send time (`missing_timestamp`,
+`malformed_timestamp`, `stale_timestamp`), then `app_id_mismatch`.
+
+Freshness: every asynchronous notification carries when Alipay sent it, inside the signed
+content — `notify_time` (`YYYY-MM-DD HH:MM:SS`, Beijing time, UTC+8) on trade notifications
+(`trade_status_sync`), `utc_timestamp` (milliseconds since the epoch) on message-service
+notifications (`alipay.fund.trans.order.changed`, which have no `notify_time`). It must be no
+older than `max_age` and no more than `MAX_SKEW` ahead of our clock. Alipay re-sends an
+unanswered notification for about 25 hours (4m, 10m, 10m, 1h, 2h, 6h, 15h), so the default
+`MAX_AGE` of 48 hours takes every genuine retry, and the window only bounds how long a
+captured notification can be replayed; replays inside it are still handled by deduplication
+on `notify_id` and by the payout's one-way decision. A notification without either field is
+refused (`missing_timestamp`): Alipay always sends one.
+
+Alipay's synchronous answers carry no signed timestamp, so they have no window (see
+`signing.verify_response`).
 
 The answer Alipay expects is the plain text `success`; anything else means "send again".
 """
@@ -21,7 +34,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -38,6 +53,12 @@ from adapters.providers.rsa_keys import KeyRing
 
 MAX_BODY_BYTES = 65_536
 SUCCESS = b"success"
+MAX_AGE = timedelta(hours=48)  # Alipay retries for ~25 h: every genuine retry is taken
+MAX_SKEW = timedelta(minutes=5)  # how far ahead of our clock Alipay's may be
+BEIJING = timezone(timedelta(hours=8), "CST")
+NOTIFY_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+_NOTIFY_TIME = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$")
+_UTC_TIMESTAMP = re.compile(r"^[0-9]{1,15}$")
 
 
 def parse_form(body: bytes) -> dict[str, str]:
@@ -68,8 +89,14 @@ def verify(
     *,
     keys: KeyRing,
     app_id: str | None,
+    now: datetime,
+    max_age: timedelta = MAX_AGE,
+    max_skew: timedelta = MAX_SKEW,
 ) -> dict[str, str]:
-    """Check a notification; returns its parameters."""
+    """Check a notification at `now` (our clock); returns its parameters.
+
+    The send time is checked only once the signature holds (before, it is just a claim), so
+    a changed byte or another key keeps its own reason whatever the time."""
     if method.upper() != "POST":
         raise WebhookVerificationError("method_not_allowed", "Alipay notifications are POSTs")
     if len(body) > MAX_BODY_BYTES:
@@ -84,9 +111,49 @@ def verify(
             signing.verify_notification(params, keys.all(refresh=True))
         except signing.SignatureError as exc:
             raise WebhookVerificationError(exc.reason) from None
+    sent = sent_at(params)
+    if sent < now - max_age:
+        raise WebhookVerificationError(
+            "stale_timestamp", f"Notification rejected: sent at {sent.isoformat()}, too old"
+        )
+    if sent > now + max_skew:
+        raise WebhookVerificationError(
+            "stale_timestamp", f"Notification rejected: sent at {sent.isoformat()}, in the future"
+        )
     if app_id is not None and params.get("app_id") != app_id:
         raise WebhookVerificationError("app_id_mismatch")
     return params
+
+
+def sent_at(params: Mapping[str, str]) -> datetime:
+    """When Alipay sent a notification (UTC): its `notify_time` (Beijing time) or, for a
+    message-service notification, its `utc_timestamp` (milliseconds since the epoch).
+
+    Raises `WebhookVerificationError`: `missing_timestamp` (neither, or empty),
+    `malformed_timestamp` (not in its documented form, or not a real date)."""
+    notify_time = params.get("notify_time")
+    if notify_time:
+        if not _NOTIFY_TIME.match(notify_time):
+            raise WebhookVerificationError("malformed_timestamp")
+        try:
+            local = datetime.strptime(notify_time, NOTIFY_TIME_FORMAT)
+        except ValueError:
+            raise WebhookVerificationError("malformed_timestamp") from None
+        return local.replace(tzinfo=BEIJING).astimezone(UTC)
+    stamp = params.get("utc_timestamp")
+    if stamp:
+        if not _UTC_TIMESTAMP.match(stamp):
+            raise WebhookVerificationError("malformed_timestamp")
+        try:
+            return datetime.fromtimestamp(int(stamp) / 1000, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise WebhookVerificationError("malformed_timestamp") from None
+    raise WebhookVerificationError("missing_timestamp")
+
+
+def beijing_time(moment: datetime) -> str:
+    """`moment` written as Alipay writes `notify_time` (and request timestamps)."""
+    return moment.astimezone(BEIJING).strftime(NOTIFY_TIME_FORMAT)
 
 
 def _event_id(params: Mapping[str, str], body: bytes) -> str:
@@ -142,11 +209,23 @@ def _result(biz: dict[str, Any]) -> PayoutResult | None:
 
 
 def notification(
-    params: dict[str, str], key: rsa.RSAPrivateKey, *, sign_type_signed: bool = False
+    params: dict[str, str],
+    key: rsa.RSAPrivateKey,
+    *,
+    sign_type_signed: bool = False,
+    now: datetime | None = None,
 ) -> bytes:
     """The form body of a valid notification (tests). Alipay signs some notifications with
-    `sign_type` in the content and some without; both verify."""
+    `sign_type` in the content and some without; both verify. Without a `notify_time` or
+    `utc_timestamp` in `params`, it is stamped as sent at `now` (default: the real clock):
+    `utc_timestamp` on a message-service notification (`msg_method`), else `notify_time`."""
     values = {**params, "sign_type": signing.SIGN_TYPE}
+    if not values.get("notify_time") and not values.get("utc_timestamp"):
+        sent = now or datetime.now(UTC)
+        if "msg_method" in values:
+            values["utc_timestamp"] = str(int(sent.timestamp() * 1000))
+        else:
+            values["notify_time"] = beijing_time(sent)
     excluded = ("sign",) if sign_type_signed else ("sign", "sign_type")
     values["sign"] = signing.sign(key, signing.content(values, exclude=excluded))
     return urlencode(values).encode()
