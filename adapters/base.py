@@ -7,6 +7,7 @@ simulator, provider packages and notifiers implement them. Every adapter error i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -369,6 +370,9 @@ class PayoutResult:
     provider_code: str | None = None  # the provider's error code, for `failed`
     amount: Money | None = None  # what the provider says it moved: checked against ours
     echoed_reference: str | None = None  # our reference as the provider echoes it back
+    # What the recipient must do at the provider before the money moves (e.g. WeChat Pay's
+    # user confirmation: the `package_info` the channel hands to the user's WeChat client).
+    recipient_action: Mapping[str, str] | None = None
 
     @property
     def final(self) -> bool:

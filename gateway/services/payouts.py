@@ -151,6 +151,15 @@ def _when(moment: datetime | None) -> str | None:
     return rfc3339(moment) if moment else None
 
 
+def _next_action(payout: Payout) -> dict[str, Any] | None:
+    """The recipient's pending step at the provider, as partners see it (None when none)."""
+    action = payout.recipient_action
+    if not action or payout.status in TERMINAL:
+        return None
+    details = {key: value for key, value in action.items() if key != "type"}
+    return {"type": "recipient_confirmation", "provider_action": action.get("type"), **details}
+
+
 class PayoutService:
     def __init__(
         self,
@@ -191,6 +200,7 @@ class PayoutService:
             "created_at": rfc3339(payout.created_at),
             "updated_at": rfc3339(payout.updated_at),
             "completed_at": _when(payout.completed_at),
+            "next_action": _next_action(payout),
         }
         if history:
             body["history"] = [
@@ -222,8 +232,9 @@ class PayoutService:
         **changes: Any,
     ) -> None:
         """The only way a payout changes: checked, recorded with its cause, and announced when
-        its status changes."""
+        its status changes (or the recipient has something new to do)."""
         now = self.clock.now()
+        action_before = payout.recipient_action
         for name, value in changes.items():
             setattr(payout, name, value)
         previous = payout.status
@@ -251,7 +262,10 @@ class PayoutService:
         payout.version += 1
         payout.updated_at = now
         session.flush()
-        if payout.status != previous:
+        # A new recipient action is news too: the channel must pass it to the recipient.
+        if payout.status != previous or (
+            payout.recipient_action and payout.recipient_action != action_before
+        ):
             record_event(
                 session,
                 type=f"payout.{payout.status}",
@@ -677,6 +691,7 @@ class PayoutService:
                 "decision": decision.value,
                 "decided_at": now,
                 "provider_state": result.state,
+                "recipient_action": None,
                 "next_check_at": now,
             }
             if decision == Decision.RELEASE:
@@ -705,6 +720,7 @@ class PayoutService:
                 f"{source}: provider reports pending",
                 to=S.PROCESSING if payout.status == S.UNKNOWN else None,
                 provider_state="pending",
+                recipient_action=dict(result.recipient_action) if result.recipient_action else None,
                 next_check_at=now + self._backoff(payout.checks + 1),
             )
             return

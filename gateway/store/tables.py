@@ -447,6 +447,8 @@ class Payout(Base):
     # not_sent | sending | pending | succeeded | failed | unknown
     provider_state: Mapped[str] = mapped_column(String(20))
     provider_status: Mapped[str | None] = mapped_column(String(60))  # the provider's own word
+    # What the recipient must do at the provider while the payout waits for it (or None).
+    recipient_action: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     provider_idempotency_key: Mapped[str] = mapped_column(String(64))
     provider_request_id: Mapped[str | None] = mapped_column(String(100))
     provider_reference: Mapped[str | None] = mapped_column(String(100))

@@ -176,7 +176,8 @@ def test_a_forged_notification_is_refused_with_401_and_changes_nothing(
     delivered = deliver_posts(wechatpay_sandbox, client)
 
     assert sorted((r.forged, r.statuses[0]) for r in delivered) == [(False, 204), (True, 401)]
-    assert get(client, channel, payout["id"])["status"] == "succeeded"
+    done = get(client, channel, payout["id"])
+    assert (done["status"], done["next_action"]) == ("succeeded", None)
     books.assert_paid(payout["id"], "100.00")
     rejected = [
         n
@@ -292,7 +293,20 @@ def test_a_transfer_waiting_for_the_user_completes_when_confirmed(
     books = Books(core, core_simulator, customer)
     payout = pay(client, channel, customer, openid=LIU_YANG).json()
     out_bill_no = payout["id"].replace("_", "")
-    assert wechatpay_sandbox.bill(out_bill_no).state == "WAIT_USER_CONFIRM"
+    bill = wechatpay_sandbox.bill(out_bill_no)
+    assert bill.state == "WAIT_USER_CONFIRM"
+    # The channel gets what the user's WeChat needs to accept it (wx.requestMerchantTransfer).
+    action = payout["next_action"]
+    assert action["type"] == "recipient_confirmation"
+    assert action["provider_action"] == "wechatpay_confirm_receipt"
+    assert action["package_info"] == bill.created()["package_info"]
+    assert action["mch_id"] == wechatpay_sandbox.mchid and action["app_id"]
+    events = client.get(f"/v1/events?resource_id={payout['id']}", headers=channel.auth).json()[
+        "data"
+    ]
+    announced = [e for e in events if e["data"]["next_action"]]
+    assert announced and announced[0]["data"]["next_action"] == action
+    assert_event_matches_schema(announced[0])
 
     clock.advance(seconds=CN_PROCESSING_SECONDS)
     assert deliver_posts(wechatpay_sandbox, client) == []

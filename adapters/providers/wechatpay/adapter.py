@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 
 import requests
@@ -172,7 +173,18 @@ class WechatPayProvider:
             raise UnknownProviderStatus(
                 "WeChat Pay answered about another transfer", provider_code="out_bill_no"
             )
-        return result
+        return self._with_merchant(result)
+
+    def _with_merchant(self, result: PayoutResult) -> PayoutResult:
+        """A user confirmation needs our mchId and AppID beside WeChat's package_info."""
+        if result.recipient_action is None:
+            return result
+        action = {
+            **result.recipient_action,
+            "mch_id": self.credentials.mchid,
+            "app_id": self.credentials.appid,
+        }
+        return replace(result, recipient_action=action)
 
     def _refused(self, answer: Answer) -> PayoutResult:
         """A non-2xx answer to a money-moving POST: a failed result if it is a signed refusal,

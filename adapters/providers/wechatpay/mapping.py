@@ -347,7 +347,18 @@ def transfer_result(obj: dict[str, Any]) -> PayoutResult:
         failure_message=failure_message,
         provider_code=provider,
         amount=_fen(amount) if amount is not None else None,
+        recipient_action=_confirmation(obj) if raw == "WAIT_USER_CONFIRM" else None,
     )
+
+
+def _confirmation(obj: dict[str, Any]) -> dict[str, str] | None:
+    """WAIT_USER_CONFIRM: the user must accept the transfer in WeChat; the merchant's app
+    calls `wx.requestMerchantTransfer` with this `package_info` (plus mchId and appId, which
+    the adapter adds). Without it the bill is closed unreceived after 24 hours."""
+    package = obj.get("package_info")
+    if not isinstance(package, str) or not package:
+        return None
+    return {"type": "wechatpay_confirm_receipt", "package_info": package}
 
 
 def refund_result(obj: dict[str, Any]) -> PayoutResult:
