@@ -24,9 +24,11 @@ from sqlalchemy.orm import Session
 from gateway import resources
 from gateway.domain.clock import rfc3339
 from gateway.domain.ids import new_id
+from gateway.observability.logging import get_logger
 from gateway.store.tables import Event, WebhookDelivery, WebhookEndpoint
 
 WILDCARD = "*"
+log = get_logger("gateway.events")
 
 
 @functools.cache
@@ -66,7 +68,24 @@ def record_event(
 
     With `deliver` (the default) the event is also queued for the partner's matching webhook
     endpoints in the same transaction; events without a partner are never delivered.
+
+    A `type` missing from the catalogue (`contracts/events/`) is logged as an error
+    (`event_type_not_in_catalogue`) but still recorded, deliberately not refused: the event
+    shares the transaction of the state change it announces, so raising here would roll back
+    a change that has already happened at the core (money moved, a hold placed) and leave our
+    record of it behind the bank's. A missing schema is a documentation defect; losing a state
+    change is a money defect. Tests keep the catalogue complete instead:
+    `tests/contract/test_event_schemas.py` derives every type the services can emit from the
+    status enums and fails when one has no schema. Partners cannot subscribe to such a type
+    (`normalize_event_types` refuses it) but still receive it through `*` and `<resource>.*`.
     """
+    if type not in event_types():
+        log.error(
+            "event_type_not_in_catalogue",
+            event_type=type,
+            resource_type=resource_type,
+            resource_id=resource_id,
+        )
     event = Event(
         id=new_id("evt"),
         partner_id=partner_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -98,3 +99,33 @@ def test_operators_see_every_partners_events(client, make_partner, two_partners)
     ).json()
     assert [e["id"] for e in typed["data"]] == [my_events[-1]]
     assert client.get("/admin/v1/events", headers=mine.auth).status_code == 403
+
+
+def test_an_uncatalogued_type_is_logged_as_an_error_but_still_recorded(  # type: ignore[no-untyped-def]
+    client, container, app, make_partner, captured_logs
+) -> None:
+    """`record_event` never rolls back a state change over a missing schema (see its docstring):
+    it records the event, queues it for wildcard endpoints, and logs the defect loudly."""
+    world = WebhookWorld(container)
+    partner = make_partner()
+    try:
+        endpoint_id, _ = world.endpoint(partner.id, "http://127.0.0.1:9/hooks", ["transfer.*"])
+        known = world.emit(partner.id, "transfer.succeeded")
+        assert "event_type_not_in_catalogue" not in captured_logs()
+
+        unknown = world.emit(partner.id, "transfer.teleported")
+
+        lines = [
+            json.loads(line)
+            for line in captured_logs().splitlines()
+            if "event_type_not_in_catalogue" in line
+        ]
+        [line] = lines
+        assert line["level"] == "error" and line["event_type"] == "transfer.teleported"
+        assert line["resource_type"] == "transfer"
+        response = client.get(f"/v1/events/{unknown}", headers=partner.auth)
+        assert response.status_code == 200 and response.json()["type"] == "transfer.teleported"
+        assert world.delivery(unknown, endpoint_id) is not None
+        assert world.delivery(known, endpoint_id) is not None
+    finally:
+        world.close()

@@ -121,6 +121,56 @@ def test_every_call_counts_against_the_providers_rate(container: Any, clock: Any
         webhooks.receive("gsma_mm", "PUT", {}, b"{}")
 
 
+def test_one_providers_flood_of_forgeries_does_not_block_another_provider(
+    container: Any, clock: Any
+) -> None:
+    """Both budgets (all calls, refused calls) are per provider: forged GSMA callbacks running
+    into 429 leave Alipay's genuine notifications, and Alipay's own refusal budget, untouched."""
+    from adapters.providers.alipay.webhooks import notification
+    from adapters.providers.rsa_keys import load_private_key
+    from tests.conftest import FIXTURES
+
+    webhooks = ProviderWebhooks(
+        container.db,
+        clock,
+        container.providers,
+        container.payouts,
+        RateLimiter(None),
+        WebhookLimits(rate="4/minute", invalid_rate="2/minute", max_bytes=65536),
+    )
+
+    def outcome(provider: str, headers: dict[str, str], body: bytes) -> int | str:
+        method = "PUT" if provider == "gsma_mm" else "POST"
+        try:
+            return webhooks.receive(provider, method, headers, body).outcome
+        except RateLimited:
+            return 429
+        except Exception as exc:  # the WebhookVerificationError
+            return int(getattr(exc, "status", 0))
+
+    forged = {"X-Request-Id": f"flood-{uuid.uuid4()}", "Content-Type": "application/json"}
+    flood = [outcome("gsma_mm", forged, b"{}") for _ in range(6)]
+    assert flood == [401, 401, 429, 429, 429, 429]  # refusal budget, then the call budget
+
+    alipay_key = load_private_key(FIXTURES / "alipay" / "test-keys" / "alipay_private_key.pem")
+    form = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
+
+    def genuine() -> bytes:
+        params = {"notify_type": "trade_status_sync", "notify_id": f"n-{uuid.uuid4().hex}",
+                  "app_id": "2021000100000001", "charset": "utf-8",
+                  "trade_status": "TRADE_SUCCESS"}  # fmt: skip
+        return notification(params, alipay_key)
+
+    assert outcome("alipay", form, genuine()) == "recorded"
+    assert outcome("alipay", form, genuine()) == "recorded"
+    # Alipay's own refusal budget is whole: a forgery of its own is refused, not rate-limited.
+    assert outcome("alipay", form, genuine().replace(b"TRADE_SUCCESS", b"TRADE_CLOSED")) == 401
+    assert outcome("gsma_mm", forged, b"{}") == 429  # while GSMA stays limited
+    flood_rows = [r for r in stored(container) if r.headers.get("x-request-id") == forged[
+        "X-Request-Id"]]  # fmt: skip
+    assert len(flood_rows) == 2  # only what the refusal budget let through is stored
+
+
 def test_unknown_providers_and_oversized_bodies(client: Any, container: Any) -> None:
     assert client.put("/v1/providers/paypal/webhooks", content=b"{}").status_code == 404
     huge = b"{" + b" " * 70_000 + b"}"

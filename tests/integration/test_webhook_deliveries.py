@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -46,7 +47,9 @@ def test_operators_see_every_attempt_per_event_and_per_endpoint(  # type: ignore
     client, make_partner, world
 ) -> None:
     clock = FrozenClock(SystemClock().now())
-    answers = iter([(500, {}, b"busy"), 204, 204])
+    answers: Iterator[int | tuple[int, dict[str, str], bytes]] = iter(
+        [(500, {}, b"busy"), 204, 204]
+    )
     with WebhookSink(lambda _r: next(answers)) as sink:
         partner = world.partner()
         first, _ = world.endpoint(partner, sink.url, ["transfer.*"])
@@ -87,6 +90,43 @@ def test_operators_see_every_attempt_per_event_and_per_endpoint(  # type: ignore
     assert {e["id"]: e["status"] for e in health["data"]} == {first: "healthy", second: "healthy"}
     wallet = make_partner()
     assert client.get("/admin/v1/webhook-deliveries", headers=wallet.auth).status_code == 403
+
+
+def test_an_attempt_keeps_its_duration_and_the_start_of_the_answer(  # type: ignore[no-untyped-def]
+    client, make_partner, world
+) -> None:
+    """The receiver's answer is cut at `webhook_response_body_bytes` (bytes, not characters);
+    a NUL (PostgreSQL text cannot hold one) and a character cut in half become U+FFFD."""
+    limit = 16
+    answer = b"A\x00" + b"B" * 13 + "\u00e9".encode() + b"C" * 500  # byte 16 splits the \u00e9
+    assert len("\u00e9".encode()) == 2 and len(answer) > limit
+
+    def slow_answer(_request: Any) -> tuple[int, dict[str, str], bytes]:
+        time.sleep(0.2)
+        return 503, {"Content-Type": "text/plain"}, answer
+
+    clock = FrozenClock(SystemClock().now())
+    with WebhookSink(slow_answer) as sink:
+        partner = world.partner()
+        world.endpoint(partner, sink.url, ["transfer.*"])
+        event_id = world.emit(partner, at=clock.now())
+        began = time.perf_counter()
+        world.dispatcher(clock, webhook_response_body_bytes=limit).run_once()
+        elapsed_ms = (time.perf_counter() - began) * 1000
+        assert len(sink.by_event(event_id)) == 1
+    operator = make_partner(kind="operator")
+
+    page = client.get(
+        f"/admin/v1/webhook-deliveries?event_id={event_id}", headers=operator.auth
+    ).json()
+    [delivery] = page["data"]
+    [attempt] = delivery["attempts"]
+    assert (attempt["outcome"], attempt["status_code"]) == ("http_error", 503)
+    assert attempt["response_body"] == "A\ufffd" + "B" * 13 + "\ufffd"
+    assert attempt["error"] == "HTTP 503"
+    # The receiver took 200 ms; the attempt cannot have taken longer than the whole run.
+    assert 190 <= attempt["duration_ms"] <= elapsed_ms + 1, (attempt, elapsed_ms)
+    assert attempt["started_at"] == rfc3339(clock.now())
 
 
 def test_replay_one_event_through_the_api(client, make_partner, world) -> None:  # type: ignore[no-untyped-def]
@@ -152,13 +192,25 @@ def test_replay_the_failed_deliveries_of_a_time_range(client, make_partner, worl
     clock = FrozenClock(SystemClock().now())
     operator = make_partner(kind="operator")
     answer = {"status": 500}
-    with WebhookSink(lambda _r: answer["status"]) as sink:
+    recovered = ""
+
+    def respond(request: Any) -> int:
+        # `recovered` fails once, then is delivered: it has a failed attempt but is done.
+        if request.event_id == recovered and len(sink.by_event(recovered)) > 1:
+            return 204
+        return answer["status"]
+
+    with WebhookSink(respond) as sink:
         partner = world.partner()
         endpoint_id, _ = world.endpoint(partner, sink.url, ["transfer.*"])
         before = world.emit(partner, at=clock.now() - timedelta(hours=1))
         inside = world.emit(partner, at=clock.now())
+        recovered = world.emit(partner, at=clock.now())
         fail_until_given_up(world, clock, [before, inside])
         assert world.delivery(inside, endpoint_id).status == "failed"
+        done = world.delivery(recovered, endpoint_id)
+        assert (done.status, done.schedule_step) == ("delivered", 1)
+        assert [a.outcome for a in world.attempts(recovered)] == ["http_error", "delivered"]
 
         answer["status"] = 204
         since = clock.now() - timedelta(minutes=30)
@@ -169,10 +221,13 @@ def test_replay_the_failed_deliveries_of_a_time_range(client, make_partner, worl
             headers={**operator.auth, **_key()},
         )  # fmt: skip
         assert response.status_code == 200, response.text
-        assert response.json() == {"queued": 1, "skipped": 0}
+        assert response.json() == {"queued": 1, "skipped": 0}  # not the delivered one
         world.dispatcher(world.container.clock).run_once()
+        assert len(sink.by_event(inside)) > 1
+        assert len(sink.by_event(recovered)) == 2  # not sent again
 
     assert world.delivery(inside, endpoint_id).status == "delivered"
+    assert world.delivery(recovered, endpoint_id).delivered_at == done.delivered_at
     assert world.delivery(before, endpoint_id).status == "failed"
     delivered = world.delivery(inside, endpoint_id)
     assert delivered.schedule_step == 0 and delivered.retry_until is None
