@@ -54,7 +54,12 @@ def ingest_events(body: dict[str, Any]) -> Any:
             code="validation_failed",
             errors=[{"pointer": "/batch_id", "detail": "is required without Idempotency-Key"}],
         )
-    outcome = container().settlement.ingest_events(current_partner(), str(message_id), body)
+    # The bytes as received, kept for audit: connexion 3 replays the body it read for
+    # validation to Flask, so they are still there (and cached by Flask) next to `body`.
+    raw = flask.request.get_data(cache=True)
+    outcome = container().settlement.ingest_events(
+        current_partner(), str(message_id), body, raw=raw
+    )
     return outcome.body, 200, _headers(outcome.replayed)
 
 

@@ -314,12 +314,21 @@ def test_a_day_reconciles_with_exactly_the_planted_breaks(  # type: ignore[no-un
     assert roles == {"counterpart": 7}
 
 
+@pytest.mark.parametrize(
+    ("message", "version"),
+    [("camt.053", "001.08"), ("camt.053", "001.04"), ("camt.054", "001.02"),
+     ("camt.054", "001.08")],
+)  # fmt: skip
 def test_a_resend_changes_nothing(  # type: ignore[no-untyped-def]
-    client, container, core, core_simulator, make_partner, reconciled_fees
+    message, version, client, container, core, core_simulator, make_partner, reconciled_fees
 ) -> None:
     day = seed_day(client, container, core, core_simulator, make_partner, reconciled_fees)
     core.deposit(day.settlement, "5.00", description="unexplained credit")
-    eod = statement(day, core_simulator, "001.08", f"S-{uuid.uuid4().hex[:8]}")
+    message_id = f"R-{uuid.uuid4().hex[:8]}"
+    if message == "camt.053":
+        eod = statement(day, core_simulator, version, message_id)
+    else:
+        eod = notification(plant(day, day.entries(core_simulator)), message_id, version)
     first = push_xml(client, day.core, eod)
     assert first.status_code == 200, first.text
     assert "Idempotent-Replayed" not in first.headers
@@ -335,6 +344,8 @@ def test_a_resend_changes_nothing(  # type: ignore[no-untyped-def]
 
     before = state()
     settlement = client.get("/v1/settlements", headers=day.wallet.auth).json()["data"]
+    # A statement completes the day; a notification only keeps the position up to date.
+    assert [s["status"] for s in settlement] == ["completed" if message == "camt.053" else "open"]
     again = push_xml(client, day.core, eod)
     assert again.status_code == 200
     assert again.headers["Idempotent-Replayed"] == "true"

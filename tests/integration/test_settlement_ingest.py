@@ -272,7 +272,7 @@ def test_a_json_batch_is_applied_once_by_batch_id(  # type: ignore[no-untyped-de
     client, core_partner, settlement_partner, container
 ) -> None:
     _partner, account = settlement_partner
-    body = {"batch_id": f"B-{uuid.uuid4().hex}", "entries": [_batch_entry(account)]}
+    body: dict[str, Any] = {"batch_id": f"B-{uuid.uuid4().hex}", "entries": [_batch_entry(account)]}
     first = client.post("/core/v1/settlement-events", json=body, headers=core_partner.auth)
     assert first.status_code == 200, first.text
     assert first.json()["format"] == "settlement-events"
@@ -307,7 +307,7 @@ def test_a_json_batch_is_validated_before_anything_is_kept(  # type: ignore[no-u
     client, core_partner, settlement_partner, container
 ) -> None:
     _partner, account = settlement_partner
-    body = {
+    body: dict[str, Any] = {
         "batch_id": f"B-{uuid.uuid4().hex}",
         "entries": [
             _batch_entry(account),
@@ -388,3 +388,54 @@ def test_the_bulk_body_limit_applies_while_streaming(  # type: ignore[no-untyped
         gateway.close()
     assert _count(container, SettlementEntryRow, SettlementEntryRow.account == account) == 1
     assert _count(container, SettlementMessage, SettlementMessage.sender_id == core_partner.id) == 1
+
+
+def test_a_json_batch_is_kept_as_received(  # type: ignore[no-untyped-def]
+    client, core_partner, settlement_partner, make_partner
+) -> None:
+    import gzip
+    import hashlib
+    import json
+
+    _partner, account = settlement_partner
+    body: dict[str, Any] = {"batch_id": f"B-{uuid.uuid4().hex}", "entries": [_batch_entry(account)]}
+    # Not how the gateway would write it: indented, keys unsorted, a trailing newline.
+    data = json.dumps(body, indent=3).encode() + b"\n"
+    headers = {**core_partner.auth, "Content-Type": "application/json"}
+    first = client.post("/core/v1/settlement-events", content=data, headers=headers)
+    assert first.status_code == 200, first.text
+    operator = make_partner(kind="operator")
+    listed = client.get(
+        f"/admin/v1/reconciliation/messages?sender_id={core_partner.id}", headers=operator.auth
+    )
+    (message,) = listed.json()["data"]
+    assert message["format"] == "settlement-events"
+    assert message["sha256"] == hashlib.sha256(data).hexdigest()
+    assert message["size_bytes"] == len(data)
+    raw = client.get(
+        f"/admin/v1/reconciliation/messages/{message['id']}/raw", headers=operator.auth
+    )
+    assert raw.status_code == 200
+    assert raw.headers["content-type"] == "application/gzip"
+    assert raw.headers["Content-Disposition"].endswith('.json.gz"')
+    assert gzip.decompress(raw.content) == data
+    assert raw.headers["X-Content-SHA256"] == message["sha256"]
+
+    # A resend spelled differently (compact, keys sorted) is the same batch.
+    compact = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    again = client.post("/core/v1/settlement-events", content=compact, headers=headers)
+    assert again.status_code == 200, again.text
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()
+    same = client.post("/core/v1/settlement-events", content=data, headers=headers)
+    assert same.headers["Idempotent-Replayed"] == "true"
+    # Other content under the same batch id is not.
+    body["entries"][0]["booking_date"] = "2026-01-03"
+    changed = client.post("/core/v1/settlement-events", content=json.dumps(body), headers=headers)
+    assert changed.status_code == 422
+    assert changed.json()["code"] == "message_id_reused"
+    # The stored batch is still the first one, byte for byte.
+    raw = client.get(
+        f"/admin/v1/reconciliation/messages/{message['id']}/raw", headers=operator.auth
+    )
+    assert gzip.decompress(raw.content) == data
