@@ -262,7 +262,9 @@ def build_container(settings: Settings, **overrides: Any) -> Container:
             ),
         ),
         # --- settlement and reconciliation (docs/settlement.md) ---
-        settlement=SettlementService(db, clock, settlement_policy(settings)),
+        settlement=SettlementService(
+            db, clock, settlement_policy(settings), on_transfer_reversed=transfers.reversed_by_core
+        ),
         # --- webhooks (docs/webhooks.md) ---
         events=EventService(db),
         webhook_endpoints=WebhookEndpointService(

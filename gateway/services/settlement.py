@@ -498,10 +498,19 @@ def _retry_on_conflict(action: Callable[[], T], attempts: int = 4) -> T:
 
 
 class SettlementService:
-    def __init__(self, db: Database, clock: Clock, policy: SettlementPolicy) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        policy: SettlementPolicy,
+        on_transfer_reversed: Callable[[Session, str, str], None] | None = None,
+    ) -> None:
         self.db = db
         self.clock = clock
         self.policy = policy
+        # Called in the matching transaction when the core reports a reversal of a transfer
+        # the gateway holds as succeeded: the transfer service moves it to `reversed`.
+        self.on_transfer_reversed = on_transfer_reversed
 
     # --- ingestion: ISO 20022 --------------------------------------------------------------
 
@@ -904,6 +913,7 @@ class SettlementService:
         rows: list[tuple[dict[str, Any], _BreakSpec | None, SettlementEntry]] = []
         settled: dict[date, list[str]] = defaultdict(list)
         found: list[tuple[Expected, SettlementEntry]] = []
+        reversed_by_core: list[str] = []
         for entry, key, repeated in fresh:
             exp = expected.get(entry.seq)
             in_scope = accounts.reconciled(entry.account)
@@ -935,6 +945,8 @@ class SettlementService:
                 run.outcome["duplicate" if repeated else "unmatched"] += 1
                 continue
             role, spec = self._judge(entry, exp, repeated, counted_before)
+            if role == REVERSAL and spec is not None and exp.resource_type == "transfer":
+                reversed_by_core.append(exp.resource_id)
             if role == PRIMARY:
                 counted_before.add(exp.resource_id)
                 found.append((exp, entry))
@@ -965,6 +977,11 @@ class SettlementService:
                 session.execute(insert(ReconciliationBreak), found_breaks)
             for found_break in found_breaks:
                 run.breaks[found_break["type"]] += 1
+        if self.on_transfer_reversed is not None:
+            for transfer_id in reversed_by_core:
+                self.on_transfer_reversed(
+                    session, transfer_id, f"reversed by the core (settlement message {message.pk})"
+                )
         for on, transfer_ids in settled.items():
             session.execute(
                 update(Transfer)

@@ -848,6 +848,19 @@ class TransferService:
             transfer = session.get(Transfer, transfer_id)
             return bool(transfer and transfer.fee_amount)
 
+    def reversed_by_core(self, session: Session, transfer_id: str, cause: str) -> None:
+        """The core reversed a booked transfer (learned from its settlement reports): the
+        money went back, so the transfer says so (`transfer.reversed`). Reconciliation keeps
+        a `reversed_after_settlement` break for operators; a fully refunded transfer stays
+        `refunded` (its reversal returned the money twice: the break is the whole story)."""
+        transfer = session.scalars(
+            select(Transfer).where(Transfer.id == transfer_id).with_for_update()
+        ).one_or_none()
+        if transfer is None or transfer.status not in (S.SUCCEEDED, S.PARTIALLY_REFUNDED):
+            return
+        self._move(session, transfer, S.REVERSED, cause, next_check_at=None)
+        log.warning("transfer_reversed_by_core", transfer_id=transfer_id)
+
     # --- step-up -------------------------------------------------------------------------------
 
     def confirm(self, partner: Principal, transfer_id: str, code: str) -> dict[str, Any]:

@@ -230,6 +230,16 @@ def test_a_day_reconciles_with_exactly_the_planted_breaks(  # type: ignore[no-un
         client, day.core, notification(second, f"N2-{uuid.uuid4().hex[:8]}", version)
     )
     assert notified.status_code == 200, notified.text
+    reversed_ = client.get(f"/v1/transfers/{transfers['reversed']}", headers=day.wallet.auth).json()
+    assert reversed_["status"] == "reversed"  # the partner learns the money went back
+    assert "reversed by the core" in reversed_["history"][-1]["cause"]
+    with container.db.read() as session:
+        (announced,) = session.scalars(
+            select(Event).where(
+                Event.resource_id == transfers["reversed"], Event.type == "transfer.reversed"
+            )
+        ).all()
+    assert_event_matches_schema(announced)
 
     # End of day: the statement lists the day again (the same entries: confirmed, not recounted).
     eod = statement(day, core_simulator, version, f"S-{uuid.uuid4().hex[:8]}")
