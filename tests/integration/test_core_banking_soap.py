@@ -1,5 +1,6 @@
 """The zeep adapter against the simulator over a real loopback socket: every operation, every
-business fault, every injected failure, WS-Security, correlation headers, logs and readiness."""
+business fault, WS-Security, correlation headers, logs and readiness. Every operation against
+every injected failure is the matrix of test_core_banking_faults.py."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -14,7 +16,6 @@ from adapters.base import (
     CoreBankingError,
     CoreBankingRejected,
     CoreBankingUnavailable,
-    OutcomeUnknown,
 )
 from adapters.core_banking.simulator import CoreBankingSimulator
 from adapters.core_banking.soap import SoapCoreBanking
@@ -366,24 +367,6 @@ def test_transaction_status_not_found_is_an_answer(core_banking) -> None:  # typ
     assert (status.status, status.core_reference, status.amount) == ("NOT_FOUND", None, None)
 
 
-def test_pending_postings_resolve_when_the_core_books_them(
-    core_banking, core_simulator, accounts
-) -> None:  # type: ignore[no-untyped-def]
-    reference = new_id("tr")
-    core_simulator.inject("PostTransfer", "pending", times=1)
-    result = core_banking.post_transfer(
-        external_reference=reference,
-        debit_account=accounts[0],
-        credit_account=accounts[1],
-        amount=cny("10.00"),
-    )
-    assert result.status == "PENDING"
-    assert core_banking.get_transaction_status(reference).status == "PENDING"
-    assert core_banking.get_balance(accounts[0]).available == cny("490.00")
-    core_simulator.ledger.book_pending(result.core_reference)
-    assert core_banking.get_transaction_status(reference).status == "BOOKED"
-
-
 # --- statements -----------------------------------------------------------------------------------
 
 
@@ -442,107 +425,9 @@ def test_statement_pages_through_camt053_entries(core_banking, core_simulator, a
     assert error.core_code == "INVALID_PAGE_TOKEN"
 
 
-# --- injected faults ------------------------------------------------------------------------------
-
-
-def test_an_injected_business_fault_maps_like_a_real_one(
-    core_banking, core_simulator, accounts
-) -> None:  # type: ignore[no-untyped-def]
-    core_simulator.inject("GetAccount", "fault", code="ACCOUNT_INACTIVE", times=1)
-    assert _rejected(core_banking.get_account, accounts[0]).core_code == "ACCOUNT_INACTIVE"
-    assert core_banking.get_account(accounts[0]).status == "ACTIVE"
-
-
-def test_system_unavailable_on_reads_is_retried_then_reported(
-    core_banking, core_simulator, accounts
-) -> None:  # type: ignore[no-untyped-def]
-    before = core_simulator.request_count("GetBalance")
-    core_simulator.inject("GetBalance", "unavailable")
-    with pytest.raises(CoreBankingUnavailable) as caught:
-        core_banking.get_balance(accounts[0])
-    assert caught.value.core_code == "SYSTEM_UNAVAILABLE" and caught.value.retryable
-    assert core_simulator.request_count("GetBalance") - before == 3  # read_attempts
-
-
-def test_internal_error_on_a_read_is_not_retried(core_banking, core_simulator, accounts) -> None:  # type: ignore[no-untyped-def]
-    before = core_simulator.request_count("GetAccount")
-    core_simulator.inject("GetAccount", "fault", code="INTERNAL_ERROR")
-    with pytest.raises(CoreBankingError) as caught:
-        core_banking.get_account(accounts[0])
-    assert type(caught.value) is CoreBankingError and caught.value.core_code == "INTERNAL_ERROR"
-    assert core_simulator.request_count("GetAccount") - before == 1
-
-
-def test_internal_error_on_a_posting_is_an_unknown_outcome(
-    core_banking, core_simulator, accounts
-) -> None:  # type: ignore[no-untyped-def]
-    core_simulator.inject("PostTransfer", "fault", code="INTERNAL_ERROR")
-    with pytest.raises(OutcomeUnknown):
-        core_banking.post_transfer(
-            external_reference=new_id("tr"),
-            debit_account=accounts[0],
-            credit_account=accounts[1],
-            amount=cny("1.00"),
-        )
-
-
-@pytest.mark.parametrize("mode", ["html_502", "drop", "garbage", "unavailable"])
-def test_transient_read_failures_are_retried_transparently(
-    core_banking, core_simulator, accounts, mode
-) -> None:  # type: ignore[no-untyped-def]
-    before = core_simulator.request_count("GetBalance")
-    core_simulator.inject("GetBalance", mode, times=2)
-    assert core_banking.get_balance(accounts[0]).ledger == cny("500.00")
-    assert core_simulator.request_count("GetBalance") - before == 3
-
-
-def test_a_scheduled_maintenance_window(core_banking, core_simulator, clock) -> None:  # type: ignore[no-untyped-def]
-    now = clock.now()
-    core_simulator.inject(
-        "*",
-        "unavailable",
-        active_from=now + timedelta(hours=1),
-        active_until=now + timedelta(hours=2),
-    )
-    core_banking.ping()
-    clock.advance(hours=1, minutes=1)
-    try:
-        with pytest.raises(CoreBankingUnavailable):
-            core_banking.ping()
-    finally:
-        clock.advance(hours=-1, minutes=-1)
-    core_banking.ping()
-
-
-def test_added_latency_is_only_slower(core_banking, core_simulator, accounts) -> None:  # type: ignore[no-untyped-def]
-    core_simulator.inject("GetAccount", "latency", seconds=0.05, times=1)
-    assert core_banking.get_account(accounts[0]).account_number == accounts[0]
-
-
-def test_a_read_that_times_out_is_retried_then_unavailable(core_simulator, accounts) -> None:  # type: ignore[no-untyped-def]
-    impatient = make_core_banking(core_simulator, timeout=0.3, read_attempts=2)
-    before = core_simulator.request_count("GetAccount")
-    core_simulator.inject("GetAccount", "timeout", seconds=5)
-    with pytest.raises(CoreBankingUnavailable) as caught:
-        impatient.get_account(accounts[0])
-    assert caught.value.core_code == "TIMEOUT"
-    assert core_simulator.request_count("GetAccount") - before == 2
-
-
-def test_a_core_that_does_not_deduplicate_books_replays_twice(
-    core_banking, core_simulator, accounts
-) -> None:  # type: ignore[no-untyped-def]
-    reference = new_id("tr")
-    core_simulator.inject("PostTransfer", "no_dedup")
-    for _ in range(2):
-        result = core_banking.post_transfer(
-            external_reference=reference,
-            debit_account=accounts[0],
-            credit_account=accounts[1],
-            amount=cny("5.00"),
-        )
-        assert result.replayed is False
-    assert core_simulator.posting_count(reference) == 2  # why postings are never blindly retried
+# --- failures before anything reaches the core ---------------------------------------------------
+# Every operation against every fault the simulator injects: tests/integration/
+# test_core_banking_faults.py.
 
 
 def test_an_unreachable_core_is_unavailable_for_reads_and_postings(core_simulator) -> None:  # type: ignore[no-untyped-def]
@@ -614,8 +499,8 @@ def test_ws_security_refusals_are_integration_errors(secured_core, credentials) 
 
 
 def test_one_adapter_serves_many_threads_and_the_ledger_stays_exact(
-    core_banking, core_simulator
-) -> None:  # type: ignore[no-untyped-def]
+    core_banking: Any, core_simulator: Any
+) -> None:
     customer = core_simulator.open_account(balance="100.00")
     partner = core_simulator.open_account(balance="0.00")
 
@@ -657,8 +542,8 @@ def test_calls_carry_trace_context_and_request_id(core_simulator) -> None:  # ty
 
 
 def test_logs_name_the_operation_and_mask_account_numbers(
-    app, core_banking, accounts, captured_logs
-) -> None:  # type: ignore[no-untyped-def]
+    app: Any, core_banking: Any, accounts: tuple[str, str], captured_logs: Any
+) -> None:
     core_banking.post_transfer(
         external_reference=new_id("tr"),
         debit_account=accounts[0],
