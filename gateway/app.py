@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import gc
-import hmac
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -135,10 +134,9 @@ def _lifespan(gateway: Container) -> Any:
 def _metrics_view() -> flask.Response:
     gateway: Container = flask.current_app.extensions[EXTENSION]
     token = gateway.settings.metrics_token
-    if token is not None:
-        presented = flask.request.headers.get("Authorization", "").removeprefix("Bearer ")
-        if not hmac.compare_digest(presented.encode(), token.get_secret_value().encode()):
-            return flask.Response("metrics token required\n", status=401, mimetype="text/plain")
+    secret = token.get_secret_value() if token is not None else None
+    if not metrics.token_matches(flask.request.headers.get("Authorization", ""), secret):
+        return flask.Response("metrics token required\n", status=401, mimetype="text/plain")
     body, content_type = metrics.render()
     return flask.Response(body, content_type=content_type)
 

@@ -262,31 +262,60 @@ def _start_embedded_sandboxes(settings: Settings) -> list[tuple[str, Any]]:
 
 @main.command()
 def worker() -> None:
-    """Run the background workers (outbox, recovery, expiry) in this process."""
+    """Run the background workers (outbox, recovery, expiry) in this process.
+
+    Serves their metrics on GATEWAY_WORKER_METRICS_PORT (0: none): the alert gauges
+    (backlog, unknown outcomes, open payouts, reconciliation breaks) are refreshed here.
+    """
     import signal
 
     from gateway.app import NotMigrated, ensure_migrated
-    from gateway.observability.logging import configure_logging
+    from gateway.observability.logging import configure_logging, get_logger
     from gateway.workers.jobs import default_jobs
     from gateway.workers.runner import Workers
 
     settings = _settings()
     gateway = _container(settings)
     configure_logging(settings.log_level, settings.log_format)
+    metrics_server = None
     try:
-        ensure_migrated(gateway)
-    except NotMigrated as exc:
-        raise click.ClickException(str(exc)) from None
-    workers = Workers(default_jobs(gateway))
-    signal.signal(signal.SIGTERM, lambda *_: workers.stop_event.set())
-    workers.start()
-    try:
-        workers.wait()
-    except KeyboardInterrupt:
-        pass
+        try:
+            ensure_migrated(gateway)
+        except NotMigrated as exc:
+            raise click.ClickException(str(exc)) from None
+        if settings.worker_metrics_port:
+            metrics_server = _serve_worker_metrics(settings)
+            get_logger("gateway.workers").info(
+                "worker_metrics_listening",
+                url=f"http://{settings.host}:{metrics_server.port}/metrics",
+            )
+        workers = Workers(default_jobs(gateway))
+        signal.signal(signal.SIGTERM, lambda *_: workers.stop_event.set())
+        workers.start()
+        try:
+            workers.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            workers.stop()
     finally:
-        workers.stop()
+        if metrics_server is not None:
+            metrics_server.close()
         gateway.close()
+
+
+def _serve_worker_metrics(settings: Settings) -> Any:
+    from gateway.observability.metrics import MetricsServer
+
+    host, port = settings.host, settings.worker_metrics_port
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    try:
+        return MetricsServer(host, port, token=token)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot serve worker metrics on {host}:{port} ({exc.strerror or exc}): set "
+            "GATEWAY_WORKER_METRICS_PORT to a free port, or 0 to serve none"
+        ) from None
 
 
 # --- partners ------------------------------------------------------------------------------------
@@ -683,7 +712,10 @@ def keys_prune_signing(keep: int) -> None:
     from gateway.security.tokens import SigningKeys
 
     settings = _settings()
-    signing = SigningKeys(settings.resolved_signing_keys_dir, create_if_missing=False)
+    try:
+        signing = SigningKeys(settings.resolved_signing_keys_dir, create_if_missing=False)
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
     for kid in signing.prune(keep):
         click.echo(f"removed signing key {kid}")
 

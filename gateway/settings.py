@@ -244,6 +244,15 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(
         None, description="If set, `/metrics` requires `Authorization: Bearer <token>`."
     )
+    worker_metrics_port: int = Field(
+        9464,
+        ge=0,
+        le=65535,
+        description="Port on which `wallet-gateway worker` serves Prometheus metrics "
+        "(`/metrics` on GATEWAY_HOST, with GATEWAY_METRICS_TOKEN when set): the workers' alert "
+        "gauges (outbox backlog, unknown outcomes, open payouts, reconciliation breaks). "
+        "0 turns it off.",
+    )
 
     # --- core banking (SOAP; adapters/core_banking) ------------------------------------------
     core_banking_url: str = Field(

@@ -1,12 +1,21 @@
 """Prometheus metrics. Defined once per process; multiprocess-aware for gunicorn.
 
 With several worker processes set `PROMETHEUS_MULTIPROC_DIR` (see docs/operations.md) and the
-exposition aggregates every process's files.
+exposition aggregates every process's files. Gateway processes serve them on `GET /metrics`;
+`wallet-gateway worker` serves no API, so it exposes them with `MetricsServer` on its own port
+(GATEWAY_WORKER_METRICS_PORT): the alert gauges its jobs refresh exist only there.
 """
 
 from __future__ import annotations
 
+import hmac
 import os
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -59,6 +68,69 @@ def render() -> tuple[bytes, str]:
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(), CONTENT_TYPE_LATEST
+
+
+def token_matches(presented_header: str, token: str | None) -> bool:
+    """Whether an `Authorization` header carries the metrics token (always, without a token)."""
+    if token is None:
+        return True
+    presented = presented_header.removeprefix("Bearer ")
+    return hmac.compare_digest(presented.encode(), token.encode())
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access line per scrape on stderr."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _ThreadingServer6(_ThreadingServer):
+    address_family = socket.AF_INET6
+
+
+class MetricsServer:
+    """`GET /metrics` on its own port, in a daemon thread: for processes without an API.
+
+    Same exposition and the same bearer token as the gateway's `/metrics`.
+    """
+
+    def __init__(self, host: str, port: int, *, token: str | None = None) -> None:
+        self._token = token
+        server_class = _ThreadingServer6 if ":" in host else _ThreadingServer
+        # Binding happens here: an OSError (port taken) reaches the caller before any thread.
+        self._server = make_server(
+            host, port, self._app, server_class=server_class, handler_class=_QuietHandler
+        )
+        self.host = host
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="metrics-server", daemon=True
+        )
+        self._thread.start()
+
+    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != "/metrics":
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"metrics are at /metrics\n"]
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            start_response("405 Method Not Allowed", [("Allow", "GET, HEAD")])
+            return [b""]
+        if not token_matches(environ.get("HTTP_AUTHORIZATION", ""), self._token):
+            start_response("401 Unauthorized", [("Content-Type", "text/plain")])
+            return [b"metrics token required\n"]
+        body, content_type = render()
+        start_response("200 OK", [("Content-Type", content_type)])
+        return [body if environ["REQUEST_METHOD"] == "GET" else b""]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
 
 
 # --- webhooks ------------------------------------------------------------------------------------

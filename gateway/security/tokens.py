@@ -3,8 +3,9 @@
 The signing-key directory holds PEM private keys named by creation time; the newest signs and
 all of them verify and are published in `/.well-known/jwks.json`. `wallet-gateway keys
 rotate-signing` adds a key; old keys are pruned once no token they signed can still be valid.
-A token whose `kid` is unknown triggers a (throttled) reload, so other processes pick up a
-rotation without a restart.
+Every process checks the directory's listing at most every `RELOAD_INTERVAL_SECONDS` and
+re-reads it when it changed, so a rotation or a prune made by another process takes effect
+within seconds without a restart: a new key signs, a pruned key no longer verifies.
 
 Verified tokens are remembered (bounded LRU, keyed by the whole token string): a token's
 signature, issuer and audience cannot change, so they are checked once. Its lifetime and whether
@@ -17,6 +18,7 @@ import base64
 import functools
 import hashlib
 import json
+import os
 import secrets
 import threading
 import time
@@ -32,8 +34,11 @@ from jwt.algorithms import OKPAlgorithm
 
 from gateway.domain.clock import Clock
 from gateway.domain.errors import AuthenticationFailed
+from gateway.observability.logging import get_logger
 
 ALGORITHM = "EdDSA"
+
+log = get_logger("gateway.security.tokens")
 
 
 def _thumbprint(public_key: Ed25519PublicKey) -> str:
@@ -58,22 +63,63 @@ class SigningKey:
         return {**jwk, "kid": self.kid, "alg": ALGORITHM, "use": "sig"}
 
 
+# What a directory listing is compared by: (name, size, mtime_ns) of every *.pem file.
+_Listing = tuple[tuple[str, int, int], ...]
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """One consistent view of the directory, swapped as a whole (readers take no lock)."""
+
+    keys: tuple[SigningKey, ...]
+    by_kid: dict[str, SigningKey]
+    listing: _Listing
+
+
 class SigningKeys:
-    """The key directory, loaded once and reloaded when an unknown kid shows up."""
+    """The key directory, re-read when its listing changes (checked at most every few seconds).
 
-    RELOAD_INTERVAL_SECONDS = 5.0
+    Other processes (`keys rotate-signing`, `keys prune-signing`, other replicas) change the
+    directory; every read (`active`, `find`, `jwks`) first makes a throttled check of its
+    listing: one `scandir` of a handful of files every `reload_seconds`, nothing in between.
+    """
 
-    def __init__(self, directory: Path, *, create_if_missing: bool) -> None:
+    RELOAD_INTERVAL_SECONDS = 2.0
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        create_if_missing: bool,
+        reload_seconds: float = RELOAD_INTERVAL_SECONDS,
+    ) -> None:
         self.directory = directory
+        self.reload_seconds = reload_seconds
         self._lock = threading.Lock()
-        self._last_load = 0.0
-        if create_if_missing and not any(directory.glob("*.pem")):
-            self.add_key()
-        self._keys = self._load()
+        if create_if_missing and not self._listing():
+            self._write_key()
+        self._state = self._load(self._listing())
+        self._next_check = time.monotonic() + reload_seconds
 
-    def _load(self) -> list[SigningKey]:
+    def _listing(self) -> _Listing:
+        try:
+            entries = list(os.scandir(self.directory))
+        except FileNotFoundError:
+            return ()
+        listing = []
+        for entry in entries:
+            if entry.name.endswith(".pem") and not entry.name.startswith("."):
+                try:
+                    stat = entry.stat()
+                except FileNotFoundError:  # pruned while we looked
+                    continue
+                listing.append((entry.name, stat.st_size, stat.st_mtime_ns))
+        return tuple(sorted(listing))
+
+    def _load(self, listing: _Listing) -> _Loaded:
         keys = []
-        for path in sorted(self.directory.glob("*.pem")):
+        for name, _size, _mtime in listing:
+            path = self.directory / name
             private = serialization.load_pem_private_key(path.read_bytes(), password=None)
             if not isinstance(private, Ed25519PrivateKey):
                 raise ValueError(f"{path.name} is not an Ed25519 private key")
@@ -82,56 +128,92 @@ class SigningKeys:
             raise FileNotFoundError(
                 f"no signing keys in {self.directory}; run `wallet-gateway keys rotate-signing`"
             )
-        self._last_load = time.monotonic()
-        return keys
+        return _Loaded(tuple(keys), {key.kid: key for key in keys}, listing)
 
-    def add_key(self) -> SigningKey:
-        """Generate a new key; it signs from now on (after other processes reload)."""
+    def _current(self) -> _Loaded:
+        """The loaded keys, after re-reading the directory if it changed (throttled)."""
+        if time.monotonic() < self._next_check:
+            return self._state
+        if not self._lock.acquire(blocking=False):  # another thread is checking right now
+            return self._state
+        try:
+            self._next_check = time.monotonic() + self.reload_seconds
+            self._reload()
+        finally:
+            self._lock.release()
+        return self._state
+
+    def _reload(self) -> None:
+        """Re-read the directory if its listing changed; keep the loaded keys if it cannot be
+        read (e.g. emptied by mistake), and try again at the next check."""
+        listing = self._listing()
+        if listing == self._state.listing:
+            return
+        try:
+            state = self._load(listing)
+        except (OSError, ValueError) as exc:
+            log.warning("signing_keys_reload_failed", directory=str(self.directory), error=str(exc))
+            return
+        changed = {key.kid for key in state.keys} ^ set(self._state.by_kid)
+        self._state = state
+        if changed:
+            log.info(
+                "signing_keys_reloaded",
+                active_kid=state.keys[-1].kid,
+                kids=[key.kid for key in state.keys],
+            )
+
+    def _write_key(self) -> SigningKey:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         private = Ed25519PrivateKey.generate()
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        path = self.directory / f"{stamp}.pem"
         pem = private.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        path.touch(mode=0o600)
-        path.write_bytes(pem)
-        with self._lock:
-            self._keys = self._load() if hasattr(self, "_keys") else []
+        # Written under a name readers skip, then renamed: another process never loads a
+        # half-written key.
+        partial = self.directory / f".{stamp}.pem.partial"
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(pem)
+        os.replace(partial, self.directory / f"{stamp}.pem")
         return SigningKey(_thumbprint(private.public_key()), private, stamp)
+
+    def add_key(self) -> SigningKey:
+        """Generate a new key; it signs from now on (in other processes after their next
+        check of the directory)."""
+        key = self._write_key()
+        with self._lock:
+            self._state = self._load(self._listing())
+        return key
 
     def prune(self, keep: int) -> list[str]:
         """Delete all but the newest `keep` keys; returns the removed kids."""
-        paths = sorted(self.directory.glob("*.pem"))
-        removed = []
-        for path in paths[: max(0, len(paths) - max(keep, 1))]:
-            private = serialization.load_pem_private_key(path.read_bytes(), password=None)
-            removed.append(_thumbprint(private.public_key()))  # type: ignore[arg-type]
-            path.unlink()
         with self._lock:
-            self._keys = self._load()
+            state = self._load(self._listing())
+            removed = []
+            for key in state.keys[: max(0, len(state.keys) - max(keep, 1))]:
+                (self.directory / f"{key.created}.pem").unlink()
+                removed.append(key.kid)
+            self._state = self._load(self._listing())
         return removed
 
     @property
     def active(self) -> SigningKey:
-        return self._keys[-1]
+        """The newest key: the one that signs."""
+        return self._current().keys[-1]
 
     def all(self) -> list[SigningKey]:
-        return list(self._keys)
+        return list(self._current().keys)
 
     def find(self, kid: str) -> SigningKey | None:
-        for key in self._keys:
-            if key.kid == kid:
-                return key
-        with self._lock:
-            if time.monotonic() - self._last_load > self.RELOAD_INTERVAL_SECONDS:
-                self._keys = self._load()
-        return next((key for key in self._keys if key.kid == kid), None)
+        """The key with this kid, if the directory (as last checked) still holds it."""
+        return self._current().by_kid.get(kid)
 
     def jwks(self) -> dict[str, Any]:
-        return {"keys": [key.public_jwk for key in self._keys]}
+        return {"keys": [key.public_jwk for key in self._current().keys]}
 
 
 @dataclass(frozen=True)
