@@ -8,6 +8,7 @@ not stop the dispatcher for everyone.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -58,9 +59,15 @@ class Workers:
             thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Ask every loop to stop and wait for them together, `timeout` seconds in all (within
+        a container's stop grace period), not `timeout` each."""
         self.stop_event.set()
+        deadline = time.monotonic() + timeout
         for thread in self.threads:
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))
+        stuck = [thread.job.name for thread in self.threads if thread.is_alive()]
+        if stuck:
+            log.warning("workers_still_running", workers=stuck)
 
     def wait(self) -> None:
         """Block until stopped (the `worker` command's main loop)."""
