@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -200,9 +202,13 @@ def test_consent_scope_is_enforced(client, container, core, wallet) -> None:  # 
         assert response.json()["code"] == "consent_scope_missing"
 
 
-def test_consent_expiry(client, container, core, wallet, clock) -> None:  # type: ignore[no-untyped-def]
-    account = core.open_account(mobile=MOBILE)
-    body = link_body(account)
+@contextmanager
+def _a_lapsed_link(  # type: ignore[no-untyped-def]
+    client, container, core, wallet, clock
+) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """A link whose consent lapsed an hour ago (the clock moved on; the sweeper has not run):
+    yields the link and the body that created it; the clock is put back afterwards."""
+    body = link_body(core.open_account(mobile=MOBILE))
     body["consent"]["expires_at"] = (
         datetime.now(UTC) + clock.offset + timedelta(hours=1)
     ).isoformat()
@@ -211,43 +217,38 @@ def test_consent_expiry(client, container, core, wallet, clock) -> None:  # type
     clock.advance(hours=2)
     wallet.renew()
     try:
+        yield link, body
+    finally:
+        clock.advance(hours=-2)
+        wallet.renew()
+
+
+def _event_types(container, resource_id: str) -> list[str]:  # type: ignore[no-untyped-def]
+    with container.db.read() as session:
+        return list(session.scalars(select(Event.type).where(Event.resource_id == resource_id)))
+
+
+def test_consent_expiry(client, container, core, wallet, clock) -> None:  # type: ignore[no-untyped-def]
+    with _a_lapsed_link(client, container, core, wallet, clock) as (link, _body):
         assert (
             client.get(f"/v1/links/{link['id']}", headers=wallet.auth).json()["status"] == "expired"
         )
         refused = client.get(f"/v1/links/{link['id']}/balance", headers=wallet.auth)
         assert refused.json()["code"] == "link_not_active"
         assert container.links.expire_due() >= 1
-    finally:
-        clock.advance(hours=-2)
-        wallet.renew()
-    with container.db.read() as session:
-        types = session.scalars(select(Event.type).where(Event.resource_id == link["id"])).all()
-    assert "link.expired" in types
+    assert "link.expired" in _event_types(container, link["id"])
 
 
 def test_relinking_after_consent_lapsed_before_the_sweeper_ran(
     client, container, core, wallet, clock
 ) -> None:  # type: ignore[no-untyped-def]
-    account = core.open_account(mobile=MOBILE)
-    body = link_body(account)
-    body["consent"]["expires_at"] = (
-        datetime.now(UTC) + clock.offset + timedelta(hours=1)
-    ).isoformat()
-    old = _post(client, "/v1/links", wallet, body).json()
-    _post(client, f"/v1/links/{old['id']}/verify", wallet, {"code": last_code(container)})
-    clock.advance(hours=2)
-    wallet.renew()
-    try:
+    with _a_lapsed_link(client, container, core, wallet, clock) as (old, body):
         body["consent"].pop("expires_at")
         again = _post(client, "/v1/links", wallet, body)
         assert again.status_code == 201, again.text
         assert again.json()["id"] != old["id"]
-        with container.db.read() as session:
-            types = session.scalars(select(Event.type).where(Event.resource_id == old["id"])).all()
-        assert "link.expired" in types  # the lapsed link was ended, with its event
-    finally:
-        clock.advance(hours=-2)
-        wallet.renew()
+        # The lapsed link was ended in the same transaction, with its event.
+        assert "link.expired" in _event_types(container, old["id"])
 
 
 def test_consent_limits_must_be_in_the_link_currency(client, core, wallet) -> None:  # type: ignore[no-untyped-def]
