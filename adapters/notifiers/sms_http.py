@@ -3,6 +3,9 @@
 Request: `POST <url>` JSON `{"to", "text", "reference", "sender"}` with bearer or basic auth
 and `Idempotency-Key: <reference>`, so a retried request cannot text the customer twice where
 the hub honours the key. Only connection failures (nothing was sent) are retried.
+
+Basic auth takes the token as `user:password`; a token that cannot be split that way is refused
+when the notifier is built, since sending without credentials would only fail message by message.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ra
 from adapters.base import NotifierError
 from gateway.observability.context import outgoing_headers
 from gateway.observability.logging import get_logger, mask
+from gateway.settings import SettingsError
 
 log = get_logger("adapters.notifiers.sms_http")
 
@@ -30,6 +34,18 @@ class HttpSmsNotifier:
         timeout_seconds: float = 5.0,
         session: requests.Session | None = None,
     ) -> None:
+        if auth not in ("bearer", "basic"):
+            raise SettingsError("GATEWAY_SMS_GATEWAY_AUTH: expected 'bearer' or 'basic'")
+        self.basic: tuple[str, str] | None = None
+        if auth == "basic":
+            user, colon, password = (token or "").partition(":")
+            if not colon:
+                # Never echo the token: it is a credential.
+                raise SettingsError(
+                    "GATEWAY_SMS_GATEWAY_TOKEN: GATEWAY_SMS_GATEWAY_AUTH=basic needs the token "
+                    "as user:password"
+                )
+            self.basic = (user, password)
         self.url = url
         self.token = token
         self.auth = auth
@@ -50,15 +66,11 @@ class HttpSmsNotifier:
         reraise=True,
     )
     def _post(self, payload: dict[str, Any], reference: str) -> requests.Response:
-        auth = None
-        if self.token and self.auth == "basic" and ":" in self.token:
-            user, password = self.token.split(":", 1)
-            auth = (user, password)
         return self.session.post(
             self.url,
             json=payload,
             headers={**self._headers(), "Idempotency-Key": reference},
-            auth=auth,
+            auth=self.basic,
             timeout=self.timeout,
             allow_redirects=False,
         )

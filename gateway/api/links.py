@@ -3,11 +3,11 @@ transactions within consent."""
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 from gateway.api.deps import container, current_partner
 from gateway.api.idempotent import idempotent
+from gateway.api.params import a_date
 
 
 def _links() -> Any:
@@ -61,8 +61,8 @@ def balance(link_id: str) -> dict[str, Any]:
 def transactions(
     link_id: str, limit: int = 50, cursor: str | None = None, **period: str
 ) -> dict[str, Any]:
-    from_date = date.fromisoformat(period["from"]) if period.get("from") else None
-    to_date = date.fromisoformat(period["to"]) if period.get("to") else None
+    from_date = a_date("from", period.get("from"))
+    to_date = a_date("to", period.get("to"))
     return _links().transactions(
         current_partner(), link_id, from_date=from_date, to_date=to_date, cursor=cursor, limit=limit
     )

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from gateway.api.deps import container, current_partner
 from gateway.api.idempotent import idempotent
+from gateway.api.params import an_instant
 from gateway.services.payouts import PayoutService
 
 
@@ -44,6 +44,6 @@ def list_payouts(
         status=status,
         provider=provider,
         partner_reference=partner_reference,
-        created_from=datetime.fromisoformat(created_from) if created_from else None,
-        created_to=datetime.fromisoformat(created_to) if created_to else None,
+        created_from=an_instant("created_from", created_from),
+        created_to=an_instant("created_to", created_to),
     )

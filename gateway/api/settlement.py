@@ -13,6 +13,7 @@ from typing import Any
 import flask
 
 from gateway.api.deps import container, current_partner
+from gateway.api.params import a_date
 from gateway.domain.errors import InvalidRequest
 
 REPLAYED = "Idempotent-Replayed"
@@ -23,14 +24,9 @@ def _actor() -> str:
 
 
 def _date(value: str, name: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise InvalidRequest(
-            f"{name} must be a date (YYYY-MM-DD)",
-            code="validation_failed",
-            errors=[{"parameter": name, "detail": "must be a date (YYYY-MM-DD)"}],
-        ) from None
+    day = a_date(name, value, required=True)
+    assert day is not None  # required: refused above when missing
+    return day
 
 
 def _headers(replayed: bool) -> dict[str, str]:

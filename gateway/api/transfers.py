@@ -3,11 +3,11 @@ capture, step-up confirmation, refunds."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from gateway.api.deps import container, current_partner
 from gateway.api.idempotent import idempotent
+from gateway.api.params import an_instant
 
 
 def _transfers() -> Any:
@@ -46,8 +46,8 @@ def list_transfers(
         limit=limit,
         status=status,
         link_id=link_id,
-        created_from=datetime.fromisoformat(created_from) if created_from else None,
-        created_to=datetime.fromisoformat(created_to) if created_to else None,
+        created_from=an_instant("created_from", created_from),
+        created_to=an_instant("created_to", created_to),
     )
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from gateway.api.deps import container, current_partner
 from gateway.api.idempotent import idempotent
+from gateway.api.params import an_instant
 from gateway.domain.errors import InvalidRequest
 from gateway.store.idempotency import IdempotencyRequest
 
@@ -45,17 +46,9 @@ def list_deliveries(
 
 
 def _moment(body: dict[str, Any], name: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(body[name].replace("Z", "+00:00"))
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise InvalidRequest(
-            f"`{name}` must be an RFC 3339 date-time with a time zone",
-            code="validation_failed",
-            errors=[{"pointer": f"/{name}", "detail": "is not an RFC 3339 date-time"}],
-        )
-    return moment.astimezone(UTC)
+    moment = an_instant(name, body[name], in_body=True, required=True)
+    assert moment is not None  # required: refused above when missing
+    return moment
 
 
 def replay(body: dict[str, Any]) -> Any:

@@ -99,6 +99,21 @@ class LinkService:
             return LinkStatus.EXPIRED.value
         return link.status
 
+    def _effectively(self, status: str) -> Any:
+        """A SQL condition for "readers see this status" (`effective_status`, in SQL): a lapsed
+        consent or verification window counts as expired before the sweeper has run."""
+        now = self.clock.now()
+        lapsed = or_(
+            Link.status.in_([s.value for s in LIVE])
+            & Link.consent_expires_at.is_not(None)  # NULL would make the negation unknown
+            & (Link.consent_expires_at <= now),
+            (Link.status == LinkStatus.PENDING.value)
+            & (Link.created_at <= now - self.policy.pending_ttl),
+        )
+        if status == LinkStatus.EXPIRED:
+            return or_(Link.status == status, lapsed)
+        return (Link.status == status) & ~lapsed
+
     def view(self, session: Session, link: Link) -> dict[str, Any]:
         now = self.clock.now()
         status = self.effective_status(link, now)
@@ -445,7 +460,7 @@ class LinkService:
     ) -> dict[str, Any]:
         query = select(Link).where(Link.partner_id == partner.id)
         if status:
-            query = query.where(Link.status == status)
+            query = query.where(self._effectively(status))
         with self.db.read() as session:
             return page(
                 session,

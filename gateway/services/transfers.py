@@ -40,6 +40,7 @@ from gateway.domain.errors import (
     Unprocessable,
 )
 from gateway.domain.ids import new_id
+from gateway.domain.links import LinkStatus
 from gateway.domain.money import Money, MoneyError
 from gateway.domain.transfers import (
     COUNTS_AGAINST_LIMITS,
@@ -229,6 +230,8 @@ class TransferService:
         transfer.status = target.value
         for name, value in changes.items():
             setattr(transfer, name, value)
+        if target in (S.FAILED, S.VOIDED) and transfer.fee_status == "pending":
+            transfer.fee_status = "waived"  # no money moved: no fee
         transfer.version += 1
         transfer.updated_at = now
         if target in (S.SUCCEEDED, S.FAILED, S.VOIDED) and transfer.completed_at is None:
@@ -871,6 +874,20 @@ class TransferService:
                     f"The transfer is {transfer.status}, not awaiting confirmation",
                     code="transfer_state_conflict",
                 )
+            link = self.links.effective_status(self._link(session, transfer.link_id))
+            if link != LinkStatus.ACTIVE:
+                # Suspended, revoked or lapsed since the request: the customer's code can no
+                # longer authorise anything on it.
+                self._move(
+                    session,
+                    transfer,
+                    S.FAILED,
+                    f"link {link} before confirmation",
+                    failure_code="link_not_active",
+                    failure_message=f"The link is {link}",
+                    next_check_at=None,
+                )
+                return self.view(session, transfer, history=True)
             result = self.otp.verify(
                 session, purpose=STEP_UP_PURPOSE, subject_id=transfer_id, code=code
             )

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask, jsonify, request
 from werkzeug.serving import make_server
 
 from adapters.base import NotifierError
 from adapters.notifiers.sms_http import HttpSmsNotifier
 from adapters.notifiers.sms_hub_simulator import SmsHubSimulator
+from gateway.settings import SettingsError, load_settings
 
 
 @pytest.fixture
@@ -49,3 +53,61 @@ def test_an_unreachable_hub_is_retryable() -> None:
     with pytest.raises(NotifierError) as caught:
         notifier.send_sms(to="+1", text="x", reference="r")
     assert caught.value.retryable
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[list[dict[str, Any]], str]]:
+    """A loopback SMS endpoint that keeps the headers of every request it receives."""
+    seen: list[dict[str, Any]] = []
+    app = Flask("sms-receiver")
+
+    @app.post("/messages")
+    def receive() -> Any:
+        seen.append({"authorization": request.headers.get("Authorization"), **request.json})
+        return jsonify({"id": f"sms_{len(seen)}"}), 202
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield seen, f"http://127.0.0.1:{server.server_port}/messages"
+    server.shutdown()
+
+
+def test_basic_auth_sends_the_credentials(receiver: Any) -> None:
+    seen, url = receiver
+    notifier = HttpSmsNotifier(url, token="bank-app:pa:ss", auth="basic")
+    assert notifier.send_sms(to="+8613800000002", text="hello", reference="lnk_2") == "sms_1"
+    expected = "Basic " + base64.b64encode(b"bank-app:pa:ss").decode()  # split at the first ':'
+    assert [m["authorization"] for m in seen] == [expected]
+
+
+@pytest.mark.parametrize("token", ["no-colon-here", None, ""])
+def test_basic_auth_without_user_and_password_fails_at_construction(
+    receiver: Any, token: str | None
+) -> None:
+    seen, url = receiver
+    with pytest.raises(SettingsError, match="user:password") as caught:
+        HttpSmsNotifier(url, token=token, auth="basic")
+    assert "no-colon-here" not in str(caught.value)  # a credential is never echoed
+    assert seen == []
+
+
+def test_the_gateway_refuses_to_start_with_an_unusable_basic_token(tmp_path: Path) -> None:
+    from gateway.container import build_notifier
+
+    settings = load_settings(
+        environment="test",
+        data_dir=tmp_path,
+        notifier="http",
+        sms_gateway_url="http://127.0.0.1:9/messages",
+        sms_gateway_auth="basic",
+        sms_gateway_token="only-a-password",
+    )
+    with pytest.raises(SettingsError, match="GATEWAY_SMS_GATEWAY_TOKEN"):
+        build_notifier(settings)
+
+
+def test_bearer_auth_sends_no_basic_credentials(receiver: Any) -> None:
+    seen, url = receiver
+    HttpSmsNotifier(url, token="user:pw").send_sms(to="+1", text="x", reference="r")
+    assert [m["authorization"] for m in seen] == ["Bearer user:pw"]
