@@ -80,9 +80,11 @@ def deliver(sandbox: Any, client: Any) -> list[Any]:
 
 
 class Money:
-    """The customer's balance before and after, the one hold of its account, and the postings
-    of a payout at the core simulator (the clearing account is shared by every test, so it is
-    checked through the payout's own posting)."""
+    """The customer's and the provider clearing account's balances before and after, the one
+    hold of the customer's account, and the postings of a payout at the core simulator.
+
+    The clearing account is shared by every test, and a recovery run may settle other tests'
+    payouts into it meanwhile: its change is measured net of what other references booked."""
 
     def __init__(
         self, core: Any, core_simulator: Any, source: str, clearing: str = GSMA_CLEARING_ACCOUNT
@@ -90,6 +92,23 @@ class Money:
         self.core, self.sim, self.source = core, core_simulator, source
         self.clearing = clearing
         self.customer_before = Decimal(core.available(source))
+        self.clearing_before = self.clearing_balance()
+        self.entries_before = core_simulator.ledger.last_entry_id()
+
+    def clearing_balance(self) -> Decimal:
+        return Decimal(self.core.available(self.clearing))
+
+    def clearing_change(self, payout_id: str) -> Decimal:
+        """What the payout did to the clearing account's balance: its change since this object
+        was made, less the entries other references booked there since."""
+        others = sum(
+            entry["amount_units"] * (1 if entry["credit_debit"] == "CRDT" else -1)
+            for entry in self.sim.ledger.booked_entries(
+                after=self.entries_before, accounts=[self.clearing]
+            )
+            if entry["external_reference"] != payout_id
+        )
+        return self.clearing_balance() - self.clearing_before - Decimal(others) / 100_000
 
     def holds(self) -> list[dict[str, Any]]:
         return list(self.sim.ledger.holds(account=self.source))
@@ -107,11 +126,13 @@ class Money:
         assert Decimal(posting["amount_units"]) / 100_000 == value
         assert posting["status"] == "BOOKED"
         assert [h["status"] for h in self.holds()] == ["CAPTURED"]  # never released
+        assert self.clearing_change(payout_id) == value  # the provider's due, credited once
 
     def assert_not_paid(self, payout_id: str) -> None:
         assert Decimal(self.core.available(self.source)) == self.customer_before
         assert self.sim.postings(payout_id) == []  # never captured
         assert [h["status"] for h in self.holds()] in (["RELEASED"], [])
+        assert self.clearing_change(payout_id) == 0
 
 
 def get(client: Any, channel: Any, payout_id: str) -> dict[str, Any]:

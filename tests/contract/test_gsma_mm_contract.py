@@ -28,6 +28,7 @@ from responses.registries import OrderedRegistry
 
 from adapters.base import (
     AccountIdentifier,
+    NotSupportedByProvider,
     PayoutRequest,
     ProviderRefs,
     ProviderRejected,
@@ -169,6 +170,11 @@ def test_disbursement_accepted_already_completed(mock: responses.RequestsMock) -
             "provider_authentication_failed",
             "authorisation.clientAuthorisationError",
         ),
+        (
+            "disbursement-rejected-validation",
+            "provider_validation_failed",
+            "validation.formatError",
+        ),
     ],
 )
 def test_disbursement_refused(
@@ -206,10 +212,55 @@ def test_a_500_is_retried_under_the_same_correlation_id(mock: responses.Requests
     assert sent == [CORRELATION, CORRELATION]
 
 
+# --- OAuth 2.0 (client credentials) --------------------------------------------------------------
+# The recordings answer in order and only a matching request: a token fetched more often than
+# recorded, or a Bearer token that is not the one just issued, finds no answer and fails the test.
+
+OAUTH2 = {"auth": "oauth2", "client_id": "contract-client", "client_secret": "contract-secret"}
+
+
 def test_oauth2_token_then_bearer_and_api_key(mock: responses.RequestsMock) -> None:
-    replay(mock, "token-then-disbursement")
-    provider = adapter(auth="oauth2", client_id="contract-client", client_secret="contract-secret")
+    replay(mock, "disbursement-accepted-oauth2")
+    provider = adapter(**OAUTH2)
     assert provider.payout(payout_request()).state == "pending"
+
+
+def test_oauth2_a_refused_token_is_replaced_once(mock: responses.RequestsMock) -> None:
+    replay(mock, "disbursement-accepted-oauth2-token-revoked")
+    result = adapter(**OAUTH2).payout(payout_request())
+    assert (result.state, result.request_id) == ("pending", SERVER_ID)
+    sent = [
+        (str(call.request.url).rsplit("/", 1)[-1], getattr(call.response, "status_code", None))
+        for call in mock.calls
+    ]
+    assert sent == [("token", 200), ("disbursement", 401), ("token", 200), ("disbursement", 202)]
+
+
+def test_oauth2_a_second_401_is_the_answer(mock: responses.RequestsMock) -> None:
+    replay(mock, "disbursement-rejected-authorisation-oauth2")
+    result = adapter(**OAUTH2).payout(payout_request())
+    assert (result.state, result.failure_code, result.provider_code) == (
+        "failed",
+        "provider_authentication_failed",
+        "authorisation.clientAuthorisationError",
+    )
+    assert len(mock.calls) == 4  # one retry with a new token, no loop
+
+
+@pytest.mark.parametrize(
+    "name", ["token-refused-invalid-client", "token-refused-unauthorized-client"]
+)
+def test_oauth2_a_refused_token_request_is_an_authentication_failure(
+    mock: responses.RequestsMock, name: str
+) -> None:
+    replay(mock, name)
+    with pytest.raises(ProviderUnavailable) as raised:  # nothing was sent: nothing was done
+        adapter(**OAUTH2).payout(payout_request())
+    assert raised.value.code == "provider_authentication_failed"
+    assert len(mock.calls) == 1  # the disbursement never left
+    said = f"{raised.value} {raised.value.detail} {raised.value.args!r}"
+    for secret in ("contract-secret", "Y29udHJhY3QtY2xpZW50OmNvbnRyYWN0LXNlY3JldA=="):
+        assert secret not in said
 
 
 # --- status --------------------------------------------------------------------------------------
@@ -235,10 +286,45 @@ def test_request_state_failed_carries_the_reason(mock: responses.RequestsMock) -
     assert (result.state, result.failure_code) == ("failed", "provider_declined")
 
 
+def test_a_forgotten_request_state_is_found_through_the_correlation_id(
+    mock: responses.RequestsMock,
+) -> None:
+    replay(mock, "request-state-not-found")
+    result = adapter().payout_status(ProviderRefs(CORRELATION, request_id=SERVER_ID))
+    assert (result.state, result.transaction_reference, result.request_id) == (
+        "succeeded",
+        TXN,
+        SERVER_ID,
+    )
+    assert result.echoed_reference == PAYOUT
+
+
 def test_transaction_lookup(mock: responses.RequestsMock) -> None:
     replay(mock, "transaction-completed")
     refs = ProviderRefs(CORRELATION, request_id=SERVER_ID, transaction_reference=TXN)
     assert adapter().payout_status(refs).state == "succeeded"
+
+
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [
+        ("transaction-failed", "provider_failed"),
+        ("transaction-rejected", "provider_failed"),
+        ("transaction-reversed", "provider_reversed"),
+    ],
+)
+def test_transaction_lookup_final_failures(
+    mock: responses.RequestsMock, name: str, code: str
+) -> None:
+    replay(mock, name)
+    refs = ProviderRefs(CORRELATION, request_id=SERVER_ID, transaction_reference=TXN)
+    result = adapter().payout_status(refs)
+    assert (result.state, result.provider_status, result.failure_code) == (
+        "failed",
+        name.removeprefix("transaction-"),
+        code,
+    )
+    assert result.transaction_reference == TXN
 
 
 def test_an_unknown_transaction_status_is_never_defaulted(mock: responses.RequestsMock) -> None:
@@ -250,6 +336,22 @@ def test_an_unknown_transaction_status_is_never_defaulted(mock: responses.Reques
 def test_no_record_of_a_lost_request_is_not_found(mock: responses.RequestsMock) -> None:
     replay(mock, "response-not-found")
     assert adapter().payout_status(ProviderRefs(CORRELATION)).state == "not_found"
+
+
+# --- refunds -------------------------------------------------------------------------------------
+
+
+def test_refunds_are_not_supported(mock: responses.RequestsMock) -> None:
+    provider = adapter()
+    assert provider.capabilities.refund is False
+    with pytest.raises(NotSupportedByProvider) as raised:
+        provider.refund(
+            ProviderRefs(CORRELATION, transaction_reference=TXN),
+            Money.parse("250.00", "KES"),
+            reference="rf_01jd9k3m6r1x8y0v4t2c5n7q9x",
+        )
+    assert raised.value.code == "refund_not_supported"
+    assert len(mock.calls) == 0  # said without asking the provider
 
 
 # --- name enquiry --------------------------------------------------------------------------------

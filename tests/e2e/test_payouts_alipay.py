@@ -38,25 +38,6 @@ def customer(core: Any) -> str:
     return str(core.open_account("WANG Wei", "CNY", balance="5000.00"))
 
 
-class Books(Money):
-    """The customer's money and the Alipay clearing account's balance, before and after."""
-
-    def __init__(self, core: Any, core_simulator: Any, source: str) -> None:
-        super().__init__(core, core_simulator, source, clearing=ALIPAY_CLEARING_ACCOUNT)
-        self.clearing_before = self.clearing_balance()
-
-    def clearing_balance(self) -> Decimal:
-        return Decimal(self.core.available(ALIPAY_CLEARING_ACCOUNT))
-
-    def assert_paid(self, payout_id: str, amount: str) -> None:
-        super().assert_paid(payout_id, amount)
-        assert self.clearing_balance() == self.clearing_before + Decimal(amount)
-
-    def assert_not_paid(self, payout_id: str) -> None:
-        super().assert_not_paid(payout_id)
-        assert self.clearing_balance() == self.clearing_before
-
-
 def pay(
     client: Any, channel: Any, customer: str, *, kind: str = "alipay_user_id",
     value: str = WANG_WEI, name: str | None = None, amount: str = "100.00",
@@ -71,7 +52,7 @@ def test_payout_is_held_sent_notified_and_captured(
     client: Any, channel: Any, customer: str, core: Any, core_simulator: Any,
     alipay_sandbox: Any, clock: Any,
 ) -> None:  # fmt: skip
-    books = Books(core, core_simulator, customer)
+    books = Money(core, core_simulator, customer, clearing=ALIPAY_CLEARING_ACCOUNT)
     account_before = alipay_sandbox.balance(WANG_WEI)
 
     response = pay(client, channel, customer, amount="250.00")
@@ -101,7 +82,7 @@ def test_a_synchronous_success_is_captured_at_once(
 ) -> None:  # fmt: skip
     """DIRECT_TRANSFER usually answers SUCCESS right away; the notification that follows is
     taken and changes nothing."""
-    books = Books(core, core_simulator, customer)
+    books = Money(core, core_simulator, customer, clearing=ALIPAY_CLEARING_ACCOUNT)
     previous = alipay_sandbox.processing_delay
     alipay_sandbox.processing_delay = previous * 0
     try:
@@ -119,7 +100,7 @@ def test_a_signed_refusal_fails_the_payout_and_releases_the_hold(
     client: Any, channel: Any, customer: str, core: Any, core_simulator: Any,
     alipay_sandbox: Any,
 ) -> None:  # fmt: skip
-    books = Books(core, core_simulator, customer)
+    books = Money(core, core_simulator, customer, clearing=ALIPAY_CLEARING_ACCOUNT)
 
     payout = pay(client, channel, customer, value="2088102000009999").json()  # no such user
 
@@ -132,7 +113,7 @@ def test_logon_ids_need_the_holders_name(
     client: Any, channel: Any, customer: str, core: Any, core_simulator: Any,
     alipay_sandbox: Any, clock: Any,
 ) -> None:  # fmt: skip
-    books = Books(core, core_simulator, customer)
+    books = Money(core, core_simulator, customer, clearing=ALIPAY_CLEARING_ACCOUNT)
 
     refused = pay(client, channel, customer, kind="alipay_logon_id", value="wangwei@example.com")
     assert refused.status_code == 422
@@ -148,7 +129,7 @@ def test_logon_ids_need_the_holders_name(
     books.assert_not_paid(wrong["id"])
 
     other = str(core.open_account("LI Na", "CNY", balance="500.00"))
-    books = Books(core, core_simulator, other)
+    books = Money(core, core_simulator, other, clearing=ALIPAY_CLEARING_ACCOUNT)
     right = pay(
         client, channel, other, kind="alipay_logon_id", value="wangwei@example.com", name="王伟"
     ).json()
@@ -162,7 +143,7 @@ def test_a_failure_reported_by_notification_releases_the_hold(
     client: Any, channel: Any, customer: str, core: Any, core_simulator: Any,
     alipay_sandbox: Any, clock: Any,
 ) -> None:  # fmt: skip
-    books = Books(core, core_simulator, customer)
+    books = Money(core, core_simulator, customer, clearing=ALIPAY_CLEARING_ACCOUNT)
     alipay_sandbox.inject("transfer", "fail", sub_code="PAYEE_ACCOUNT_STATUS_ERROR")
     payout = pay(client, channel, customer).json()
     assert payout["status"] == "processing"
@@ -180,7 +161,7 @@ def test_a_forged_notification_is_refused_with_401_and_changes_nothing(
     client: Any, channel: Any, customer: str, core: Any, core_simulator: Any,
     alipay_sandbox: Any, container: Any, clock: Any,
 ) -> None:  # fmt: skip
-    books = Books(core, core_simulator, customer)
+    books = Money(core, core_simulator, customer, clearing=ALIPAY_CLEARING_ACCOUNT)
     alipay_sandbox.inject("transfer", "forged_callback")
     payout = pay(client, channel, customer).json()
     out_biz_no = payout["id"].replace("_", "")
@@ -232,7 +213,7 @@ def test_an_unknown_outcome_is_settled_by_the_notification(
 ) -> None:  # fmt: skip
     """Alipay carried the transfer out but answered 20000 (service unavailable): the outcome
     is unknown, the money stays held, and the notification settles it."""
-    books = Books(core, core_simulator, customer)
+    books = Money(core, core_simulator, customer, clearing=ALIPAY_CLEARING_ACCOUNT)
     alipay_sandbox.inject("transfer", "error", times=None)
 
     payout = pay(client, channel, customer).json()
@@ -258,7 +239,7 @@ def test_a_timeout_then_the_status_query(
 ) -> None:  # fmt: skip
     """The POST is carried out but its answer comes too late (both attempts carry the same
     out_biz_no: one order); no notification; polling settles the payout."""
-    books = Books(core, core_simulator, customer)
+    books = Money(core, core_simulator, customer, clearing=ALIPAY_CLEARING_ACCOUNT)
     impatient = AlipayProvider(
         AlipaySettings(
             **alipay_settings(alipay_sandbox, read_timeout_seconds=0.3, retry_attempts=2)

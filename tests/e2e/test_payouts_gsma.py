@@ -72,6 +72,55 @@ def test_payout_is_held_sent_called_back_and_captured(
     assert steps[-2:] == ["decided_capture", "captured"]
 
 
+def test_a_payout_the_provider_completes_at_once_is_captured_at_once(
+    client: Any,
+    channel: Any,
+    customer: str,
+    core: Any,
+    core_simulator: Any,
+    gsma_sandbox: Any,
+    container: Any,
+    settings: Any,
+    clock: Any,
+) -> None:
+    """GSMA MM API synchronous mode: the disbursement is answered 201 with the completed
+    transaction. The payout is decided and captured within the partner's request; no callback
+    follows, and nothing is left for recovery to do."""
+    money = Money(core, core_simulator, customer)
+    wallet_before = gsma_sandbox.wallet_balance(WALLET)
+    gsma_sandbox.inject("disbursement", "synchronous")
+
+    response = send_payout(client, channel, customer, amount="180.00")
+
+    assert response.status_code == 201, response.text
+    payout = response.json()
+    assert payout["status"] == "succeeded"
+    money.assert_paid(payout["id"], "180.00")
+    assert gsma_sandbox.wallet_balance(WALLET) == wallet_before + Decimal("180.00")
+    key = container.providers.get("gsma_mm").idempotency_key(payout["id"])
+    sent = gsma_sandbox.disbursement(key)
+    assert (sent.synchronous, sent.status) == (True, "completed")
+    done = get(client, channel, payout["id"])
+    assert done["provider_reference"] == sent.transaction_reference
+    assert [step["step"] for step in done["history"]] == [
+        "requested",
+        "hold_placed",
+        "decided_capture",
+        "captured",
+    ]
+    assert [t["to"] for t in done["history"] if t["from"] != t["to"]] == [
+        "created",
+        "processing",
+        "succeeded",
+    ]
+
+    clock.advance(seconds=settings.payout_poll_seconds + GSMA_PROCESSING_SECONDS)
+    assert deliver(gsma_sandbox, client) == []  # the answer was the outcome: no callback
+    container.payout_recovery.run()
+    assert get(client, channel, payout["id"])["history"] == done["history"]
+    money.assert_paid(payout["id"], "180.00")  # still one capture, no release
+
+
 def test_provider_refusal_fails_the_payout_and_releases_the_hold(
     client: Any, channel: Any, customer: str, core: Any, core_simulator: Any, gsma_sandbox: Any
 ) -> None:

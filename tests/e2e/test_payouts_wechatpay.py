@@ -44,25 +44,6 @@ def customer(core: Any) -> str:
     return str(core.open_account("WANG Wei", "CNY", balance="5000.00"))
 
 
-class Books(Money):
-    """The customer's money and the WeChat Pay clearing account's balance, before and after."""
-
-    def __init__(self, core: Any, core_simulator: Any, source: str) -> None:
-        super().__init__(core, core_simulator, source, clearing=WECHATPAY_CLEARING_ACCOUNT)
-        self.clearing_before = self.clearing_balance()
-
-    def clearing_balance(self) -> Decimal:
-        return Decimal(self.core.available(WECHATPAY_CLEARING_ACCOUNT))
-
-    def assert_paid(self, payout_id: str, amount: str) -> None:
-        super().assert_paid(payout_id, amount)
-        assert self.clearing_balance() == self.clearing_before + Decimal(amount)
-
-    def assert_not_paid(self, payout_id: str) -> None:
-        super().assert_not_paid(payout_id)
-        assert self.clearing_balance() == self.clearing_before
-
-
 def pay(client: Any, channel: Any, customer: str, openid: str = WANG_WEI, **extra: Any) -> Any:
     return send_cn_payout(
         client,
@@ -78,7 +59,7 @@ def test_payout_is_held_sent_notified_and_captured(
     client: Any, channel: Any, customer: str, core: Any, core_simulator: Any,
     wechatpay_sandbox: Any, clock: Any,
 ) -> None:  # fmt: skip
-    books = Books(core, core_simulator, customer)
+    books = Money(core, core_simulator, customer, clearing=WECHATPAY_CLEARING_ACCOUNT)
     wallet_before = wechatpay_sandbox.balance(WANG_WEI)
 
     response = pay(client, channel, customer, amount="250.00")
@@ -112,7 +93,7 @@ def test_a_signed_refusal_fails_the_payout_and_releases_the_hold(
     client: Any, channel: Any, customer: str, core: Any, core_simulator: Any,
     wechatpay_sandbox: Any,
 ) -> None:  # fmt: skip
-    books = Books(core, core_simulator, customer)
+    books = Money(core, core_simulator, customer, clearing=WECHATPAY_CLEARING_ACCOUNT)
     wechatpay_sandbox.inject("transfer", "reject", status=403, code="NOT_ENOUGH")
 
     payout = pay(client, channel, customer).json()
@@ -127,7 +108,7 @@ def test_a_failure_reported_by_notification_releases_the_hold(
     client: Any, channel: Any, customer: str, core: Any, core_simulator: Any,
     wechatpay_sandbox: Any, clock: Any,
 ) -> None:  # fmt: skip
-    books = Books(core, core_simulator, customer)
+    books = Money(core, core_simulator, customer, clearing=WECHATPAY_CLEARING_ACCOUNT)
     payout = pay(client, channel, customer, openid=ZHANG_WEI).json()
     assert payout["status"] == "processing"
 
@@ -144,7 +125,7 @@ def test_a_forged_notification_is_refused_with_401_and_changes_nothing(
     client: Any, channel: Any, customer: str, core: Any, core_simulator: Any,
     wechatpay_sandbox: Any, container: Any, clock: Any,
 ) -> None:  # fmt: skip
-    books = Books(core, core_simulator, customer)
+    books = Money(core, core_simulator, customer, clearing=WECHATPAY_CLEARING_ACCOUNT)
     wechatpay_sandbox.inject("transfer", "forged_callback")
     payout = pay(client, channel, customer).json()
     out_bill_no = payout["id"].replace("_", "")
@@ -192,7 +173,7 @@ def test_a_stale_notification_is_refused(
     wechatpay_sandbox: Any, clock: Any,
 ) -> None:  # fmt: skip
     """A genuine notification replayed later than WeChat Pay's 5-minute window."""
-    books = Books(core, core_simulator, customer)
+    books = Money(core, core_simulator, customer, clearing=WECHATPAY_CLEARING_ACCOUNT)
     payout = pay(client, channel, customer).json()
     clock.advance(seconds=CN_PROCESSING_SECONDS)
     captured: list[tuple[str, dict[str, str], bytes]] = []
@@ -219,7 +200,7 @@ def test_an_unverifiable_answer_is_an_unknown_outcome_settled_by_the_status_quer
 ) -> None:  # fmt: skip
     """WeChat Pay took the transfer but its answer's signature does not verify: the gateway
     believes nothing in it, leaves the money held, and asks (signed answers) later."""
-    books = Books(core, core_simulator, customer)
+    books = Money(core, core_simulator, customer, clearing=WECHATPAY_CLEARING_ACCOUNT)
     sent_before = wechatpay_sandbox.request_count("transfer")
     wechatpay_sandbox.inject("transfer", "bad_signature")
 
@@ -243,7 +224,7 @@ def test_a_lost_notification_is_recovered_by_polling(
     client: Any, channel: Any, customer: str, core: Any, core_simulator: Any,
     wechatpay_sandbox: Any, container: Any, settings: Any, clock: Any,
 ) -> None:  # fmt: skip
-    books = Books(core, core_simulator, customer)
+    books = Money(core, core_simulator, customer, clearing=WECHATPAY_CLEARING_ACCOUNT)
     wechatpay_sandbox.inject("transfer", "drop_callback")
     payout = pay(client, channel, customer, amount="75.50").json()
 
@@ -263,7 +244,7 @@ def test_a_large_transfer_needs_the_real_name_which_is_sent_encrypted(
     wechatpay_sandbox: Any, clock: Any,
 ) -> None:  # fmt: skip
     core.deposit(customer, "10000.00")
-    books = Books(core, core_simulator, customer)
+    books = Money(core, core_simulator, customer, clearing=WECHATPAY_CLEARING_ACCOUNT)
 
     refused = pay(client, channel, customer, amount="2500.00")
 
@@ -290,7 +271,7 @@ def test_a_transfer_waiting_for_the_user_completes_when_confirmed(
     client: Any, channel: Any, customer: str, core: Any, core_simulator: Any,
     wechatpay_sandbox: Any, clock: Any,
 ) -> None:  # fmt: skip
-    books = Books(core, core_simulator, customer)
+    books = Money(core, core_simulator, customer, clearing=WECHATPAY_CLEARING_ACCOUNT)
     payout = pay(client, channel, customer, openid=LIU_YANG).json()
     out_bill_no = payout["id"].replace("_", "")
     bill = wechatpay_sandbox.bill(out_bill_no)
@@ -324,7 +305,7 @@ def test_a_transfer_nobody_confirms_is_closed_and_released(
     client: Any, channel: Any, customer: str, core: Any, core_simulator: Any,
     wechatpay_sandbox: Any, clock: Any,
 ) -> None:  # fmt: skip
-    books = Books(core, core_simulator, customer)
+    books = Money(core, core_simulator, customer, clearing=WECHATPAY_CLEARING_ACCOUNT)
     payout = pay(client, channel, customer, openid=LIU_YANG).json()
 
     clock.advance(hours=24, seconds=1)

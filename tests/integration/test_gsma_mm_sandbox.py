@@ -140,7 +140,7 @@ def test_the_correlation_id_makes_a_post_idempotent(http: Any, sandbox: GsmaMmSa
 def test_requests_are_checked(
     http: Any, change: dict[str, str], category: str, code: str, status: int
 ) -> None:
-    answer = disburse(http, **change)  # type: ignore[arg-type]
+    answer = disburse(http, **change)
     assert answer.status_code == status
     assert (answer.get_json()["errorCategory"], answer.get_json()["errorCode"]) == (category, code)
 
@@ -214,6 +214,39 @@ def test_injected_async_behaviours(
     assert sandbox.disbursement(late.correlation_id).status == "completed"  # type: ignore[union-attr]
 
 
+def test_a_synchronous_disbursement_is_answered_with_its_outcome(
+    http: Any, sandbox: GsmaMmSandbox, clock: FrozenClock, sent: Sent
+) -> None:
+    """API v1.1/v1.2 synchronous mode: 201 with the completed transaction, or the error object
+    with its category's status; either way the answer is the outcome and nobody calls back."""
+    sandbox.inject("disbursement", "synchronous", times=3)
+    correlation = str(uuid.uuid4())
+
+    answer = disburse(http, correlation=correlation)
+    replayed = disburse(http, correlation=correlation)  # the same request again: same answer
+    declined = disburse(http, msisdn="+254712345603")  # the blocked wallet
+
+    assert answer.status_code == 201
+    transaction = answer.get_json()
+    assert transaction["transactionStatus"] == "completed"
+    assert transaction["transactionReference"].startswith("MM")
+    assert transaction["requestingOrganisationTransactionReference"] == "po_test"
+    assert sandbox.wallet_balance("+254712345601") == Decimal("1600.00")  # paid at once
+    assert replayed.status_code == 201
+    assert replayed.get_json()["transactionReference"] == transaction["transactionReference"]
+    assert (declined.status_code, declined.get_json()["errorCode"]) == (401, "requestDeclined")
+    assert len(sandbox.ledger.disbursements) == 2
+    fetched = http.get(
+        f"/transactions/{transaction['transactionReference']}", headers={"X-API-Key": KEY}
+    )
+    assert fetched.get_json()["transactionStatus"] == "completed"
+
+    clock.advance(timedelta(seconds=60))
+    assert sandbox.deliver_callbacks() == [] and sent == []
+    assert disburse(http).status_code == 202  # the mode applied to the requests it was given for
+    assert sandbox.wallet_balance("+254712345601") == Decimal("1600.00")
+
+
 def test_undelivered_callbacks_are_retried(
     http: Any, sandbox: GsmaMmSandbox, clock: FrozenClock, sent: Sent
 ) -> None:
@@ -271,12 +304,11 @@ def test_admin_api(http: Any, sandbox: GsmaMmSandbox) -> None:
     assert (
         http.post("/sandbox/faults", json={"operation": "x", "mode": "reject"}).status_code == 400
     )
-    assert (
-        http.post(
-            "/sandbox/faults", json={"operation": "transaction", "mode": "drop_callback"}
-        ).status_code
-        == 400
-    )
+    for disbursement_only in ("drop_callback", "synchronous"):
+        refused = http.post(
+            "/sandbox/faults", json={"operation": "transaction", "mode": disbursement_only}
+        )
+        assert refused.status_code == 400
 
     opened = http.post(
         "/sandbox/wallets",

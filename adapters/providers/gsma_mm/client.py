@@ -134,6 +134,12 @@ class OAuth2ClientCredentials(Authenticator):
         except requests.RequestException as exc:
             _record("token", "unavailable", started)
             raise ProviderUnavailable("The provider's token endpoint is unreachable") from exc
+        if response.status_code == 429 or response.status_code >= 500:
+            # Down or overloaded (after the retries): the credentials were not judged.
+            _record("token", "unavailable", started)
+            raise ProviderUnavailable(
+                f"The provider's token endpoint answered HTTP {response.status_code}"
+            )
         try:
             payload = response.json()
             token, lifetime = str(payload["access_token"]), int(payload.get("expires_in", 300))

@@ -5,11 +5,11 @@ it: the adapter is tested against an independent reading of the API. Used by `ma
 (embedded on loopback), `wallet-gateway simulator gsma-mm` and the end-to-end tests.
 
 API (v1.2 subset): `POST /transactions/type/disbursement` (X-CorrelationID idempotency,
-X-Callback-URL, 202 + request state), `GET /requeststates/{id}`, `GET /transactions/{ref}`,
-`GET /responses/{clientCorrelationId}`, `GET /accounts/{type}/{id}/accountname`,
-`GET /heartbeat`, `POST /oauth/token`. Callbacks are `PUT` to the X-Callback-URL once the
-disbursement settles (+ `callback_delay`), with X-CorrelationID, X-Date, X-Content-Hash and,
-when configured, the shared X-API-Key.
+X-Callback-URL, 202 + request state; 201 + the transaction in the `synchronous` mode),
+`GET /requeststates/{id}`, `GET /transactions/{ref}`, `GET /responses/{clientCorrelationId}`,
+`GET /accounts/{type}/{id}/accountname`, `GET /heartbeat`, `POST /oauth/token`. Callbacks are
+`PUT` to the X-Callback-URL once an asynchronous disbursement settles (+ `callback_delay`), with
+X-CorrelationID, X-Date, X-Content-Hash and, when configured, the shared X-API-Key.
 
 Admin API under `/sandbox` (loopback only): faults, wallets, transactions, callbacks, reset.
 docs/providers/gsma_mm.md lists the fault modes.
@@ -68,8 +68,12 @@ MODES = {
     "drop_callback": "... never send the callback (the caller must poll)",
     "duplicate_callback": "... send the callback twice",
     "forged_callback": "... also send a forged callback (wrong key, opposite outcome)",
+    # disbursements: carried out at once
+    "synchronous": "complete (or fail) at once: 201 with the transaction, or the error object; "
+    "no callback",
 }
 ASYNC_MODES = {"fail", "succeed_late", "drop_callback", "duplicate_callback", "forged_callback"}
+DISBURSEMENT_MODES = ASYNC_MODES | {"synchronous"}
 TOKEN_TTL = timedelta(hours=1)
 _UUID_LENGTH = 36
 
@@ -91,7 +95,7 @@ class FaultRule:
             raise ValueError(f"unknown operation {self.operation!r} (one of {OPERATIONS})")
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r} (one of {sorted(MODES)})")
-        if self.mode in ASYNC_MODES and self.operation != "disbursement":
+        if self.mode in DISBURSEMENT_MODES and self.operation != "disbursement":
             raise ValueError(f"mode {self.mode!r} applies to disbursements only")
 
     @classmethod
@@ -299,8 +303,8 @@ class GsmaMmSandbox:
             self.requests[operation] = self.requests.get(operation, 0) + 1
 
     def _queue_callbacks(self, item: Disbursement) -> None:
-        if not item.callback_url or item.callback_mode == "drop":
-            return
+        if not item.callback_url or item.callback_mode == "drop" or item.synchronous:
+            return  # (a synchronous answer was the outcome: there is nothing to call back)
         if item.status == "completed":
             document = item.transaction()
         else:
@@ -419,7 +423,10 @@ class GsmaMmSandbox:
         else:
             delay = self.processing_delay
             forced, mode = None, "normal"
-            if rule is not None and rule.mode in ASYNC_MODES:
+            synchronous = rule is not None and rule.mode == "synchronous"
+            if synchronous:
+                delay = timedelta(0)  # settled below, before answering
+            elif rule is not None and rule.mode in ASYNC_MODES:
                 if rule.mode == "fail":
                     forced = {"errorCategory": rule.category, "errorCode": rule.code}
                 elif rule.mode == "succeed_late":
@@ -433,12 +440,23 @@ class GsmaMmSandbox:
                 delay=delay,
                 forced_error=forced,
                 callback_mode=mode,
+                synchronous=synchronous,
             )
         self.settle_due()
-        answer = jsonify(item.request_state()), 202
+        # A replay gets the same kind of answer as the first request.
+        answer = self._outcome(item) if item.synchronous else (jsonify(item.request_state()), 202)
         if rule is not None and rule.mode in ("error", "timeout", "drop"):
             return self._after_processing(rule, answer, environ, now)
         return answer
+
+    @staticmethod
+    def _outcome(item: Disbursement) -> tuple[Response, int]:
+        """A disbursement carried out while the caller waited (API v1.1/v1.2 synchronous mode):
+        201 with the completed transaction, or its error object with the category's status."""
+        if item.status == "completed":
+            return jsonify(item.transaction()), 201
+        error = item.error or {"errorCategory": "internal", "errorCode": "genericError"}
+        return jsonify(error), SandboxError.STATUS.get(str(error.get("errorCategory")), 400)
 
     def _after_processing(
         self,

@@ -70,9 +70,10 @@ class Disbursement:
     transaction_reference: str | None = None
     error: dict[str, Any] | None = None
     modified_at: datetime | None = None
-    # Injected behaviour (faults.py): fail with this error, how callbacks go.
+    # Injected behaviour (app.py's fault rules): fail with this error, how callbacks go.
     forced_error: dict[str, Any] | None = None
     callback_mode: str = "normal"  # normal | drop | duplicate | forged
+    synchronous: bool = False  # carried out before the answer (201), no callback
 
     def transaction(self) -> dict[str, Any]:
         """The transaction object (GET /transactions/{ref}, success callbacks)."""
@@ -225,6 +226,7 @@ class SandboxLedger:
         delay: timedelta,
         forced_error: dict[str, Any] | None = None,
         callback_mode: str = "normal",
+        synchronous: bool = False,
     ) -> Disbursement:
         """Record an accepted disbursement (validated by the caller); it settles later."""
         credit = body["creditParty"][0]
@@ -245,6 +247,7 @@ class SandboxLedger:
                 callback_url=callback_url,
                 forced_error=forced_error,
                 callback_mode=callback_mode,
+                synchronous=synchronous,
             )
             self.disbursements[item.correlation_id] = item
             self._by_server_id[item.server_correlation_id] = item
