@@ -114,3 +114,31 @@ def post_transfer(  # type: ignore[no-untyped-def]
 
 def post(client, s: Setup, path: str, body: dict[str, Any] | None = None):  # type: ignore[no-untyped-def]
     return post_json(client, path, s.partner, body)
+
+
+def charge_fees(  # type: ignore[no-untyped-def]
+    container,
+    s: Setup,
+    direction: str = "debit",
+    *,
+    fixed: int = 0,
+    rate_ppm: int = 0,
+    minimum: int = 0,
+    maximum: int | None = None,
+    currency: str = "CNY",
+) -> None:
+    """Give the setup's partner a fee schedule (amounts in minor units, rate in ppm)."""
+    from gateway.store.tables import FeeScheduleRow
+
+    with container.db.transaction() as session:
+        session.add(
+            FeeScheduleRow(
+                partner_id=s.partner.id,
+                direction=direction,
+                currency=currency,
+                fixed=fixed,
+                rate_ppm=rate_ppm,
+                minimum=minimum,
+                maximum=maximum,
+            )
+        )

@@ -6,8 +6,6 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-import pytest
-
 from tests.flows import last_code, link_body, post_json
 
 

@@ -5,26 +5,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import pytest
-
-from gateway.store.tables import FeeScheduleRow, Transfer
-from tests.flows import Setup, post, post_transfer
+from gateway.store.tables import Transfer
+from tests.flows import Setup, charge_fees, post, post_transfer
 
 
 def _credit_schedule(container, s: Setup) -> None:  # type: ignore[no-untyped-def]
     """0.50 + 0.2 %, at least 1.00, at most 3.00, on credits only."""
-    with container.db.transaction() as session:
-        session.add(
-            FeeScheduleRow(
-                partner_id=s.partner.id,
-                direction="credit",
-                currency="CNY",
-                fixed=50,
-                rate_ppm=2_000,
-                minimum=100,
-                maximum=300,
-            )
-        )
+    charge_fees(container, s, "credit", fixed=50, rate_ppm=2_000, minimum=100, maximum=300)
 
 
 def _fee_reference(container, transfer_id: str) -> str:  # type: ignore[no-untyped-def]
@@ -90,18 +77,7 @@ def test_a_failed_credit_waives_its_fee(client, container, core, core_simulator,
 
 def test_a_voided_hold_leaves_no_fee_pending(client, container, core, funded) -> None:  # type: ignore[no-untyped-def]
     s = funded()
-    with container.db.transaction() as session:
-        session.add(
-            FeeScheduleRow(
-                partner_id=s.partner.id,
-                direction="debit",
-                currency="CNY",
-                fixed=100,
-                rate_ppm=0,
-                minimum=0,
-                maximum=1_000,
-            )
-        )
+    charge_fees(container, s, fixed=100, maximum=1_000)
     held = post_transfer(client, s, "300.00", capture_method="manual").json()
     assert held["fee"]["status"] == "pending"
     voided = post(client, s, f"/v1/transfers/{held['id']}/void").json()

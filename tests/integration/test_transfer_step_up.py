@@ -7,8 +7,7 @@ import json
 
 import pytest
 
-from gateway.store.tables import FeeScheduleRow
-from tests.flows import Setup, last_code, post, post_transfer
+from tests.flows import Setup, charge_fees, last_code, post, post_transfer
 from tests.integration.test_transfers import _mobile_of, events_of
 
 STEP_UP_AMOUNT = "5000.00"  # the test settings' CNY threshold (and the consent's per-transaction)
@@ -123,27 +122,12 @@ def test_a_step_up_confirmed_after_the_link_was_ended_moves_no_money(
     assert after["status"] in ("requires_action", "failed")
 
 
-def _debit_fee(container, s: Setup) -> None:  # type: ignore[no-untyped-def]
-    with container.db.transaction() as session:
-        session.add(
-            FeeScheduleRow(
-                partner_id=s.partner.id,
-                direction="debit",
-                currency="CNY",
-                fixed=100,
-                rate_ppm=0,
-                minimum=0,
-                maximum=1_000,
-            )
-        )
-
-
 @pytest.mark.parametrize("ending", ["step_up_locked", "step_up_expired"])
 def test_a_failed_step_up_waives_its_fee(
     client, container, funded, restore_clock, ending: str
 ) -> None:  # type: ignore[no-untyped-def]
     s = funded()
-    _debit_fee(container, s)
+    charge_fees(container, s, fixed=100, maximum=1_000)
     transfer = post_transfer(client, s, STEP_UP_AMOUNT).json()
     assert transfer["fee"] == {"amount": {"value": "1.00", "currency": "CNY"}, "status": "pending"}
     if ending == "step_up_locked":

@@ -11,9 +11,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from gateway.store.tables import Event, FeeScheduleRow, PartnerLimit
+from gateway.store.tables import Event, PartnerLimit
 from tests.event_schemas import assert_event_matches_schema
-from tests.flows import Setup, create_active_link, last_code, post, post_transfer
+from tests.flows import Setup, charge_fees, create_active_link, last_code, post, post_transfer
 
 
 def events_of(container, resource_id: str) -> list[Event]:  # type: ignore[no-untyped-def]
@@ -375,18 +375,7 @@ def test_concurrent_refunds_never_exceed_the_original(client, core, funded) -> N
 
 def test_fees_are_shown_and_booked_as_their_own_posting(client, container, core, funded) -> None:  # type: ignore[no-untyped-def]
     s = funded()
-    with container.db.transaction() as session:
-        session.add(
-            FeeScheduleRow(
-                partner_id=s.partner.id,
-                direction="debit",
-                currency="CNY",
-                fixed=100,
-                rate_ppm=5_000,
-                minimum=150,
-                maximum=5_000,
-            )
-        )
+    charge_fees(container, s, fixed=100, rate_ppm=5_000, minimum=150, maximum=5_000)
     transfer = post_transfer(client, s, "1000.00").json()
     assert transfer["fee"] == {"amount": {"value": "6.00", "currency": "CNY"}, "status": "pending"}
     fee_account = container.settings.fee_income_accounts["CNY"]

@@ -13,8 +13,8 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from gateway.store.tables import FeeScheduleRow, Transfer
-from tests.flows import Setup, post, post_transfer
+from gateway.store.tables import Transfer
+from tests.flows import Setup, charge_fees, post, post_transfer
 
 
 def _status(client, s: Setup, transfer_id: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -111,18 +111,7 @@ def test_a_capture_that_died_before_the_core_answered_is_cleared_without_stallin
 
 def test_a_partial_capture_pays_the_fee_on_what_was_taken(client, container, core, funded) -> None:  # type: ignore[no-untyped-def]
     s = funded()
-    with container.db.transaction() as session:
-        session.add(
-            FeeScheduleRow(
-                partner_id=s.partner.id,
-                direction="debit",
-                currency="CNY",
-                fixed=0,
-                rate_ppm=10_000,  # 1 %
-                minimum=0,
-                maximum=None,
-            )
-        )
+    charge_fees(container, s, rate_ppm=10_000)
     held = post_transfer(client, s, "1000.00", capture_method="manual").json()
     assert held["fee"]["amount"]["value"] == "10.00"  # quoted on the hold
     captured = _capture(client, s, held["id"], "400.00").json()
