@@ -118,16 +118,19 @@ def test_one_token_serves_every_call_until_it_is_due(mock: responses.RequestsMoc
     assert bearers(mock, STATE_URL) + bearers(mock, NAME_URL) == ["Bearer token-1"] * 6
 
 
-@pytest.mark.parametrize(("expires_in", "lifetime"), [(3600, 3600), (None, 300)])
+@pytest.mark.parametrize(
+    ("expires_in", "lifetime", "skew"),
+    [(3600, 3600, TOKEN_SKEW), (None, 300, TOKEN_SKEW), (20, 20, timedelta(seconds=10))],
+)
 def test_the_token_is_renewed_token_skew_before_it_expires(
-    mock: responses.RequestsMock, expires_in: int | None, lifetime: int
+    mock: responses.RequestsMock, expires_in: int | None, lifetime: int, skew: timedelta
 ) -> None:
-    """`expires_in` absent: 300 s assumed."""
+    """`expires_in` absent: 300 s assumed. A 20 s token is renewed half-way, not per call."""
     tokens = TokenEndpoint(mock, expires_in=expires_in)
     mock.get(STATE_URL, json=STATE)
     provider = oauth2_provider()
     clock = clock_of(provider)
-    due = timedelta(seconds=lifetime) - TOKEN_SKEW
+    due = timedelta(seconds=lifetime) - skew
 
     provider.client.request_state(STATE["serverCorrelationId"])
     clock.advance(due - timedelta(seconds=1))

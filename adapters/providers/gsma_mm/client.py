@@ -68,7 +68,8 @@ class ApiKeyAuth(Authenticator):
 
 
 class OAuth2ClientCredentials(Authenticator):
-    """Client-credentials tokens from `token_url`, cached until `TOKEN_SKEW` before expiry."""
+    """Client-credentials tokens from `token_url`, cached until `TOKEN_SKEW` before expiry
+    (half their lifetime for tokens of a minute or less)."""
 
     def __init__(
         self,
@@ -93,7 +94,7 @@ class OAuth2ClientCredentials(Authenticator):
         self._sleep = sleep
         self._lock = threading.Lock()
         self._token: str | None = None
-        self._expires_at = clock.now()
+        self._refresh_at = clock.now()
 
     def headers(self) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {self._current()}"}
@@ -107,9 +108,12 @@ class OAuth2ClientCredentials(Authenticator):
 
     def _current(self) -> str:
         with self._lock:  # one refresh at a time; the others wait and reuse it
-            if self._token is None or self._clock.now() >= self._expires_at - TOKEN_SKEW:
+            if self._token is None or self._clock.now() >= self._refresh_at:
                 self._token, lifetime = self._fetch()
-                self._expires_at = self._clock.now() + timedelta(seconds=lifetime)
+                now = self._clock.now()
+                # Short-lived tokens (≤ 60 s) are refreshed half-way, not fetched per call.
+                skew = min(TOKEN_SKEW, timedelta(seconds=lifetime / 2))
+                self._refresh_at = now + timedelta(seconds=lifetime) - skew
             return self._token
 
     def _fetch(self) -> tuple[str, int]:
