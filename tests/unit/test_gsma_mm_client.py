@@ -21,7 +21,12 @@ import requests
 import responses
 from responses import matchers
 
-from adapters.base import AccountIdentifier, ProviderRejected, ProviderUnavailable
+from adapters.base import (
+    AccountIdentifier,
+    ProviderRefs,
+    ProviderRejected,
+    ProviderUnavailable,
+)
 from adapters.providers.gsma_mm import GsmaMmProvider, GsmaMmSettings
 from adapters.providers.gsma_mm.client import TOKEN_SKEW
 from adapters.providers.settings import ProviderContext
@@ -223,6 +228,30 @@ def test_with_an_api_key_only_a_401_is_not_retried(mock: responses.RequestsMock)
 
     assert provider.client.account_name("msisdn", "+254712345601").status == 401
     assert len(mock.calls) == 1
+
+
+@pytest.mark.parametrize(
+    "refs",
+    [
+        ProviderRefs(idempotency_key="po1", transaction_reference="MM0001"),
+        ProviderRefs(idempotency_key="po1", request_id=STATE["serverCorrelationId"]),
+    ],
+)
+def test_credentials_refused_on_a_status_query_leave_the_payout_in_doubt(
+    mock: responses.RequestsMock, refs: ProviderRefs
+) -> None:
+    """Nothing is known about the payout: unavailable (asked again later), not a refusal of
+    the payout, and the cause is kept."""
+    unauthorised = {"errorCategory": "authorisation", "errorCode": "clientAuthorisationError"}
+    mock.get(f"{BASE}/transactions/MM0001", json=unauthorised, status=401)
+    mock.get(STATE_URL, json=unauthorised, status=401)
+    provider = oauth2_provider(auth="api_key", api_key="the-key")
+
+    with pytest.raises(ProviderUnavailable) as raised:
+        provider.payout_status(refs)
+
+    assert raised.value.code == "provider_authentication_failed"
+    assert raised.value.provider_code == "authorisation.clientAuthorisationError"
 
 
 # --- a token endpoint that refuses or talks nonsense ----------------------------------------------

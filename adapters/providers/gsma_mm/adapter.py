@@ -34,6 +34,7 @@ from adapters.base import (
     ProviderOutcomeUnknown,
     ProviderRefs,
     ProviderRejected,
+    ProviderUnavailable,
     UnknownProviderStatus,
 )
 from adapters.http import new_session
@@ -87,6 +88,18 @@ def _refusal(answer: Answer, operation: str, *, lookup: bool = False) -> mapping
         f"The provider's {operation} answer was HTTP {answer.status}",
         code="provider_bad_response",
     )
+
+
+def _lookup_error(rule: mapping.ErrorRule, answer: Answer) -> Exception:
+    """A refused status query says nothing about the payout: it stays in doubt and is asked
+    again later. Our credentials refused keep their code, so operators see why."""
+    if rule.code == "provider_authentication_failed":
+        return ProviderUnavailable(
+            rule.message, code=rule.code, provider_code=mapping.provider_code(answer.body or {})
+        )
+    if rule.outcome == "rejected":
+        rule = mapping.CATEGORY_DEFAULTS["internal"]
+    return mapping.error_for(rule, answer.body or {})
 
 
 class GsmaMmProvider:
@@ -229,10 +242,7 @@ class GsmaMmProvider:
         rule = _refusal(answer, "transaction", lookup=True)
         if rule.outcome == "not_found":
             return PayoutResult(state="not_found", provider_status="not_found")
-        raise mapping.error_for(
-            rule if rule.outcome != "rejected" else mapping.CATEGORY_DEFAULTS["internal"],
-            answer.body or {},
-        )
+        raise _lookup_error(rule, answer)
 
     def payout_status(self, refs: ProviderRefs) -> PayoutResult:
         if refs.transaction_reference:
@@ -243,7 +253,7 @@ class GsmaMmProvider:
                 return self._from_request_state(_expect(answer, "request state"))
             rule = _refusal(answer, "request state", lookup=True)
             if rule.outcome != "not_found":
-                raise mapping.error_for(rule, answer.body or {})
+                raise _lookup_error(rule, answer)
             # The provider forgot the request state (they expire): fall through to /responses.
         answer = self.client.response(refs.idempotency_key)
         if answer.status == 200:
@@ -256,7 +266,7 @@ class GsmaMmProvider:
         rule = _refusal(answer, "response", lookup=True)
         if rule.outcome == "not_found":
             return PayoutResult(state="not_found", provider_status="not_found")
-        raise mapping.error_for(rule, answer.body or {})
+        raise _lookup_error(rule, answer)
 
     def refund(self, refs: ProviderRefs, amount: Money, *, reference: str) -> PayoutResult:
         raise NotSupportedByProvider(
