@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,14 +24,9 @@ from gateway.cli import main
 from gateway.store import migrate
 from gateway.store.db import Database, build_engine
 from tests.conftest import make_settings
+from tests.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
@@ -52,7 +46,7 @@ def _database_swapped(container: Any, url: str, data_dir: Path) -> Iterator[Data
 
 
 def test_readiness_fails_when_the_database_is_unreachable(client, container, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    nowhere = f"postgresql+psycopg://gateway@127.0.0.1:{_free_port()}/gateway"  # nothing listens
+    nowhere = f"postgresql+psycopg://gateway@127.0.0.1:{free_port()}/gateway"  # nothing listens
     with _database_swapped(container, nowhere, tmp_path):
         response = client.get("/health/ready")
     assert response.status_code == 503
@@ -207,7 +201,7 @@ def test_standalone_core_banking_simulator_answers_ping(tmp_path: Path) -> None:
     from adapters.core_banking.simulator.app import SOAP_PATH
     from adapters.core_banking.soap import SoapCoreBanking
 
-    port = _free_port()
+    port = free_port()
     env = {
         **{key: value for key, value in os.environ.items() if not key.startswith("GATEWAY_")},
         "GATEWAY_ENVIRONMENT": "test",

@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from gateway.cli import main
+from tests.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 WALLET_GATEWAY = str(Path(sys.executable).parent / "wallet-gateway")
@@ -27,12 +28,6 @@ ALERT_GAUGES = (
     "gateway_reconciliation_breaks_open",
 )
 METRICS_TOKEN = "worker-metrics-token-for-tests"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -50,7 +45,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 @pytest.fixture
 def running_worker(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
-    port = _free_port()
+    port = free_port()
     env = _env(tmp_path, GATEWAY_WORKER_METRICS_PORT=str(port), GATEWAY_METRICS_TOKEN=METRICS_TOKEN)
     migrated = subprocess.run(
         [WALLET_GATEWAY, "migrate"], env=env, cwd=ROOT, capture_output=True, timeout=120
