@@ -24,10 +24,9 @@ import hmac
 import json
 import logging
 import secrets
-import socket
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -47,7 +46,12 @@ from adapters.providers.gsma_mm_sandbox.ledger import (
     fingerprint,
     seed,
 )
-from adapters.providers.sandbox_kit import SandboxServer
+from adapters.providers.sandbox_kit import (
+    FaultList,
+    SandboxControls,
+    SandboxServer,
+    abort_connection,
+)
 from gateway.domain.clock import Clock, SystemClock
 
 log = logging.getLogger("gsma_mm_sandbox")
@@ -120,46 +124,6 @@ class FaultRule:
         }
 
 
-class _Faults:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._rules: list[FaultRule] = []
-
-    def add(self, rule: FaultRule) -> FaultRule:
-        with self._lock:
-            self._rules.append(rule)
-        return rule
-
-    def remove(self, rule_id: str) -> bool:
-        with self._lock:
-            before = len(self._rules)
-            self._rules = [rule for rule in self._rules if rule.id != rule_id]
-            return len(self._rules) != before
-
-    def clear(self) -> None:
-        with self._lock:
-            self._rules.clear()
-
-    def rules(self) -> list[FaultRule]:
-        with self._lock:
-            return list(self._rules)
-
-    def take(self, operation: str, msisdn: str | None = None) -> FaultRule | None:
-        """The first rule for this request (its count used up by one)."""
-        with self._lock:
-            for rule in self._rules:
-                if rule.operation not in (operation, "*"):
-                    continue
-                if rule.msisdn is not None and rule.msisdn != msisdn:
-                    continue
-                if rule.times is not None:
-                    rule.times -= 1
-                    if rule.times <= 0:
-                        self._rules.remove(rule)
-                return rule
-        return None
-
-
 Sender = Callable[[str, dict[str, str], bytes], int]
 
 
@@ -176,8 +140,10 @@ def http_sender(timeout: float = 5.0) -> Sender:
     return send
 
 
-class GsmaMmSandbox:
+class GsmaMmSandbox(SandboxControls[FaultRule]):
     """The sandbox provider, and its Python test API."""
+
+    rule_type = FaultRule
 
     def __init__(
         self,
@@ -197,7 +163,7 @@ class GsmaMmSandbox:
     ) -> None:
         self.clock = clock or SystemClock()
         self.ledger = SandboxLedger(self.clock)
-        self.faults = _Faults()
+        self.faults: FaultList[FaultRule] = FaultList()
         self.api_key = api_key
         self.client_credentials = (client_id, client_secret) if client_id else None
         self.callback_api_key = callback_api_key
@@ -218,28 +184,6 @@ class GsmaMmSandbox:
         self.app = self._create_app()
 
     # --- test API ------------------------------------------------------------------------------
-
-    def inject(self, operation: str, mode: str, **options: Any) -> FaultRule:
-        """Add a fault, e.g. `inject("disbursement", "timeout", seconds=2)` (see MODES)."""
-        return self.faults.add(FaultRule(operation=operation, mode=mode, **options))
-
-    @contextlib.contextmanager
-    def fault(self, operation: str, mode: str, **options: Any) -> Iterator[FaultRule]:
-        rule = self.inject(operation, mode, **options)
-        try:
-            yield rule
-        finally:
-            self.faults.remove(rule.id)
-
-    def reset_faults(self) -> None:
-        """Remove every fault and wake requests stalled by `timeout`."""
-        self.faults.clear()
-        self._wake.set()
-        self._wake = threading.Event()
-
-    def request_count(self, operation: str) -> int:
-        with self._lock:
-            return self.requests.get(operation, 0)
 
     def wallet_balance(self, msisdn: str) -> Decimal:
         wallet = self.ledger.find("msisdn", msisdn)
@@ -399,7 +343,9 @@ class GsmaMmSandbox:
             correlation, msisdn, body = self._validate_disbursement(request.get_json(silent=True))
         except SandboxError as error:
             return self._error(error, now)
-        rule = self.faults.take("disbursement", msisdn)
+        rule = self.faults.take(
+            "disbursement", lambda rule: rule.msisdn is None or rule.msisdn == msisdn
+        )
         if rule is not None and rule.mode in ("error", "timeout", "drop") and not rule.process:
             # Lost on the way in: nothing is created, the caller sees the same as when it is
             # (a caller patient enough to outwait a `timeout` learns nothing was done).
@@ -470,7 +416,7 @@ class GsmaMmSandbox:
         if rule.mode == "timeout":
             self._stall(rule.seconds)
             return answer
-        return _abort_connection(environ), 500
+        return abort_connection(environ), 500
 
     def _read_fault(self, operation: str) -> tuple[Response, int] | None:
         rule = self.faults.take(operation)
@@ -620,15 +566,6 @@ class GsmaMmSandbox:
         )
         server.start()
         return server
-
-
-def _abort_connection(environ: dict[str, Any]) -> Response:
-    """Close the caller's connection without an answer (the response is lost in transit)."""
-    sock = environ.get("werkzeug.socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-    return Response(b"", status=500)
 
 
 # --- admin API ------------------------------------------------------------------------------------
