@@ -186,6 +186,23 @@ class RetryEvent:
     error: str | None
 
 
+def log_retries(log: Any, provider: str, operation: str) -> Callable[[RetryEvent], None]:
+    """An `on_retry` that logs each retry the same way for every provider."""
+
+    def on_retry(event: RetryEvent) -> None:
+        log.warning(
+            "provider_retry",
+            provider=provider,
+            operation=operation,
+            attempt=event.attempt,
+            status=event.status_code,
+            error=event.error,
+            wait_ms=round(event.wait_seconds * 1000),
+        )
+
+    return on_retry
+
+
 def nothing_sent(error: BaseException) -> bool:
     """Whether a transport error happened before any byte of the request reached the server
     (connect timeout, refused connection, DNS failure): such a request can always be re-sent."""

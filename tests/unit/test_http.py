@@ -20,6 +20,7 @@ from adapters.http import (
     RetryPolicy,
     Timeouts,
     TlsOptions,
+    log_retries,
     new_session,
     nothing_sent,
     retry_after_seconds,
@@ -229,3 +230,27 @@ def test_tls_files_are_checked_when_the_session_is_built(tmp_path: Path) -> None
         new_session(user_agent="t", tls=TlsOptions(client_cert=tmp_path / "missing.pem"))
     with pytest.raises(ValueError, match="needs its client certificate"):
         new_session(user_agent="t", tls=TlsOptions(client_key=tmp_path / "k"))
+
+
+def test_retries_are_logged_alike_for_every_provider() -> None:
+    logged: list[tuple[str, dict[str, object]]] = []
+
+    class Recorder:
+        def warning(self, event: str, **fields: object) -> None:
+            logged.append((event, fields))
+
+    on_retry = log_retries(Recorder(), "gsma_mm", "disbursement")
+    on_retry(RetryEvent(attempt=2, wait_seconds=0.25, status_code=503, error=None))
+    assert logged == [
+        (
+            "provider_retry",
+            {
+                "provider": "gsma_mm",
+                "operation": "disbursement",
+                "attempt": 2,
+                "status": 503,
+                "error": None,
+                "wait_ms": 250,
+            },
+        )
+    ]

@@ -36,7 +36,7 @@ from adapters.base import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from adapters.http import RetryEvent, RetryPolicy, Timeouts, nothing_sent, send_with_retries
+from adapters.http import RetryPolicy, Timeouts, log_retries, nothing_sent, send_with_retries
 from adapters.providers.alipay import signing
 from adapters.providers.rsa_keys import KeyRing
 from gateway.domain.clock import Clock
@@ -142,20 +142,13 @@ class AlipayClient:
                 allow_redirects=False,
             )
 
-        def on_retry(event: RetryEvent) -> None:
-            log.warning(
-                "provider_retry",
-                provider=PROVIDER,
-                operation=operation,
-                attempt=event.attempt,
-                status=event.status_code,
-                error=event.error,
-                wait_ms=round(event.wait_seconds * 1000),
-            )
-
         try:
             response = send_with_retries(
-                self.retry, attempt, replay_safe=True, sleep=self.sleep, on_retry=on_retry
+                self.retry,
+                attempt,
+                replay_safe=True,
+                sleep=self.sleep,
+                on_retry=log_retries(log, PROVIDER, operation),
             )
         except requests.RequestException as exc:
             raise self._transport_error(operation, read, exc, started) from exc

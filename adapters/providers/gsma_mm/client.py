@@ -28,7 +28,7 @@ from urllib.parse import quote, urljoin, urlparse
 import requests
 
 from adapters.base import ProviderOutcomeUnknown, ProviderTimeout, ProviderUnavailable
-from adapters.http import RetryEvent, RetryPolicy, Timeouts, nothing_sent, send_with_retries
+from adapters.http import RetryPolicy, Timeouts, log_retries, nothing_sent, send_with_retries
 from gateway.domain.clock import Clock, rfc3339
 from gateway.observability.context import outgoing_headers
 from gateway.observability.logging import get_logger
@@ -294,20 +294,13 @@ class GsmaMmClient:
                 allow_redirects=False,
             )
 
-        def on_retry(event: RetryEvent) -> None:
-            log.warning(
-                "provider_retry",
-                provider=PROVIDER,
-                operation=operation,
-                attempt=event.attempt,
-                status=event.status_code,
-                error=event.error,
-                wait_ms=round(event.wait_seconds * 1000),
-            )
-
         try:
             response = send_with_retries(
-                self.retry, attempt, replay_safe=True, sleep=self.sleep, on_retry=on_retry
+                self.retry,
+                attempt,
+                replay_safe=True,
+                sleep=self.sleep,
+                on_retry=log_retries(log, PROVIDER, operation),
             )
         except requests.RequestException as exc:
             duration = round((time.perf_counter() - started) * 1000)
