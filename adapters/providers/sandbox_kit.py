@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import requests
 from flask import Flask, Response
@@ -213,6 +213,20 @@ class SandboxControls(Generic[Rule]):
     def request_count(self, operation: str) -> int:
         with self._lock:
             return self.requests.get(operation, 0)
+
+    server_name: str  # the threads' name, e.g. "gsma-mm-sandbox"
+
+    def serve(
+        self, host: str = "127.0.0.1", port: int = 0, *, deliver_callbacks: bool = True
+    ) -> SandboxServer:
+        """Serve on a threaded server in daemon threads (port 0: a free one); with
+        `deliver_callbacks`, a dispatcher thread sends callbacks as they fall due."""
+        served = cast(Served, self)  # each sandbox has its `app` and `deliver_callbacks`
+        server = SandboxServer(
+            served, host, port, name=self.server_name, deliver_callbacks=deliver_callbacks
+        )
+        server.start()
+        return server
 
 
 def abort_connection(environ: dict[str, Any]) -> Response:

@@ -52,7 +52,6 @@ from adapters.providers.sandbox_kit import (
     FaultList,
     Outbox,
     SandboxControls,
-    SandboxServer,
     abort_connection,
     add_fault_routes,
     json_body,
@@ -159,6 +158,7 @@ class AlipaySandbox(SandboxControls[FaultRule]):
     """The sandbox provider, and its Python test API."""
 
     rule_type = FaultRule
+    server_name = "alipay-sandbox"
 
     def __init__(
         self,
@@ -610,15 +610,6 @@ class AlipaySandbox(SandboxControls[FaultRule]):
 
         register_admin(app, sandbox)
         return app
-
-    def serve(
-        self, host: str = "127.0.0.1", port: int = 0, *, deliver_callbacks: bool = True
-    ) -> SandboxServer:
-        server = SandboxServer(
-            self, host, port, name="alipay-sandbox", deliver_callbacks=deliver_callbacks
-        )
-        server.start()
-        return server
 
 
 # --- admin API ------------------------------------------------------------------------------------

@@ -8,10 +8,10 @@ from adapters.providers.gsma_mm_sandbox.app import (
     MODES,
     FaultRule,
     GsmaMmSandbox,
-    SandboxServer,
     http_sender,
 )
 from adapters.providers.gsma_mm_sandbox.ledger import SandboxLedger, Wallet
+from adapters.providers.sandbox_kit import SandboxServer
 
 __all__ = [
     "MODES",

@@ -49,7 +49,6 @@ from adapters.providers.gsma_mm_sandbox.ledger import (
 from adapters.providers.sandbox_kit import (
     FaultList,
     SandboxControls,
-    SandboxServer,
     abort_connection,
 )
 from gateway.domain.clock import Clock, SystemClock
@@ -144,6 +143,7 @@ class GsmaMmSandbox(SandboxControls[FaultRule]):
     """The sandbox provider, and its Python test API."""
 
     rule_type = FaultRule
+    server_name = "gsma-mm-sandbox"
 
     def __init__(
         self,
@@ -555,17 +555,6 @@ class GsmaMmSandbox(SandboxControls[FaultRule]):
 
         register_admin(app, sandbox)
         return app
-
-    def serve(
-        self, host: str = "127.0.0.1", port: int = 0, *, deliver_callbacks: bool = True
-    ) -> SandboxServer:
-        """Serve on a threaded server in daemon threads (port 0: a free one); with
-        `deliver_callbacks`, a dispatcher thread sends callbacks as they fall due."""
-        server = SandboxServer(
-            self, host, port, name="gsma-mm-sandbox", deliver_callbacks=deliver_callbacks
-        )
-        server.start()
-        return server
 
 
 # --- admin API ------------------------------------------------------------------------------------

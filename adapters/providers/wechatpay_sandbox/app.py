@@ -39,7 +39,6 @@ from adapters.providers.sandbox_kit import (
     FaultList,
     Outbox,
     SandboxControls,
-    SandboxServer,
     Sender,
     abort_connection,
     add_fault_routes,
@@ -127,6 +126,7 @@ class WechatPaySandbox(SandboxControls[FaultRule]):
     """The sandbox provider, and its Python test API."""
 
     rule_type = FaultRule
+    server_name = "wechatpay-sandbox"
 
     def __init__(
         self,
@@ -685,16 +685,6 @@ class WechatPaySandbox(SandboxControls[FaultRule]):
 
         register_admin(app, sandbox)
         return app
-
-    def serve(
-        self, host: str = "127.0.0.1", port: int = 0, *, deliver_callbacks: bool = True
-    ) -> SandboxServer:
-        """Serve on a threaded server in daemon threads (port 0: a free one)."""
-        server = SandboxServer(
-            self, host, port, name="wechatpay-sandbox", deliver_callbacks=deliver_callbacks
-        )
-        server.start()
-        return server
 
 
 # --- admin API ------------------------------------------------------------------------------------
