@@ -266,7 +266,7 @@ def build_container(settings: Settings, **overrides: Any) -> Container:
             db, clock, settlement_policy(settings), on_transfer_reversed=transfers.reversed_by_core
         ),
         # --- webhooks (docs/webhooks.md) ---
-        events=EventService(db),
+        events=EventService(db, clock, timedelta(seconds=settings.events_settle_seconds)),
         webhook_endpoints=WebhookEndpointService(
             db,
             clock,

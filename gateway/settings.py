@@ -217,6 +217,14 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest body on bulk ingestion endpoints (ISO 20022 statements).",
     )
+    events_settle_seconds: float = Field(
+        5.0,
+        ge=0,
+        le=300,
+        description="Oldest-first event reads (`GET /v1/events?order=asc`) leave out events "
+        "younger than this, so a cursor never moves past an event whose transaction is still "
+        "committing (event ids are taken when the event is written, not when it commits).",
+    )
     idempotency_ttl_hours: int = Field(
         24,
         ge=24,

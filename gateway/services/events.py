@@ -2,14 +2,21 @@
 
 `GET /v1/events` is how a partner catches up without webhooks (or after an outage): the same
 envelopes the webhooks carry, newest first by default, filterable by type and resource.
+
+Oldest-first reads trail the present by `settle` (GATEWAY_EVENTS_SETTLE_SECONDS): an event's
+id is taken inside its transaction, which commits a moment later, so a younger event may still
+appear *behind* one already read. Leaving the last few seconds out keeps an oldest-first
+cursor from stepping past it.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, Literal
 
 from sqlalchemy import select
 
+from gateway.domain.clock import Clock
 from gateway.domain.errors import NotFound
 from gateway.store.db import Database
 from gateway.store.events import envelope
@@ -18,8 +25,10 @@ from gateway.store.tables import Event
 
 
 class EventService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, clock: Clock, settle: timedelta) -> None:
         self.db = db
+        self.clock = clock
+        self.settle = settle
 
     def page(
         self,
@@ -40,6 +49,8 @@ class EventService:
             query = query.where(Event.type.in_(types))
         if resource_id:
             query = query.where(Event.resource_id == resource_id)
+        if order == "asc" and self.settle:
+            query = query.where(Event.created_at <= self.clock.now() - self.settle)
         with self.db.read() as session:
             return page(
                 session,

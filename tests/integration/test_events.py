@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from gateway.store.tables import Event
 from tests.event_schemas import assert_event_matches_schema
 from tests.webhook_sink import WebhookWorld
 
@@ -42,7 +43,9 @@ def _all_pages(client: Any, auth: dict[str, str], query: str) -> list[dict[str, 
         assert pages < 20
 
 
-def test_pages_newest_first_and_only_the_partners_own(client, two_partners) -> None:  # type: ignore[no-untyped-def]
+def test_pages_newest_first_and_only_the_partners_own(
+    client, two_partners, container, restore_clock
+) -> None:  # type: ignore[no-untyped-def]
     mine, _theirs, my_events, their_events = two_partners
     items = _all_pages(client, mine.auth, "limit=2")
     # Ids are time-ordered (ULIDs); within one millisecond their order is arbitrary but fixed.
@@ -50,8 +53,38 @@ def test_pages_newest_first_and_only_the_partners_own(client, two_partners) -> N
     assert not set(their_events) & {e["id"] for e in items}
     for item in items:
         assert_event_matches_schema(item)
+    # Oldest first trails the present by the settle time: a just-written event may still be
+    # committing behind one already read, so it is not served yet.
+    assert _all_pages(client, mine.auth, "limit=3&order=asc") == []
+    restore_clock.advance(seconds=container.settings.events_settle_seconds + 1)
+    mine.renew()
     oldest_first = _all_pages(client, mine.auth, "limit=3&order=asc")
     assert [e["id"] for e in oldest_first] == sorted(my_events)
+
+
+def test_oldest_first_never_serves_an_event_ahead_of_an_older_one_still_committing(
+    client, container, make_partner, restore_clock
+) -> None:  # type: ignore[no-untyped-def]
+    """A transaction takes an event id, another event is written and read after it, then the
+    first commits: reading oldest-first from the cursor still finds it."""
+    world = WebhookWorld(container)
+    partner = make_partner()
+    settle = container.settings.events_settle_seconds
+    early = world.emit(partner.id, "transfer.processing")  # id taken, as if still committing
+    with container.db.transaction() as session:  # ...which we model by hiding it for now
+        held = session.get(Event, early)
+        session.delete(held)
+        session.flush()
+        kept = {c.key: getattr(held, c.key) for c in Event.__table__.columns}
+    later = world.emit(partner.id, "transfer.succeeded")
+    restore_clock.advance(seconds=settle / 2)  # the later one is younger than the settle time
+    partner.renew()
+    assert _all_pages(client, partner.auth, "order=asc") == []
+    with container.db.transaction() as session:  # the slow transaction commits
+        session.add(Event(**kept))
+    restore_clock.advance(seconds=settle)
+    partner.renew()
+    assert [e["id"] for e in _all_pages(client, partner.auth, "order=asc")] == [early, later]
 
 
 def test_type_and_resource_filters(client, two_partners) -> None:  # type: ignore[no-untyped-def]
