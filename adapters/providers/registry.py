@@ -96,15 +96,19 @@ def _alipay_sandbox(
 ) -> RunningSandbox:
     """The Alipay sandbox with the gateway's app id and key; it publishes its Alipay public
     key where the adapter reads Alipay's keys."""
-    from adapters.providers.alipay.settings import SANDBOX_DIR_NAME
+    from adapters.providers.alipay.settings import SANDBOX_CERTS_DIR_NAME, SANDBOX_DIR_NAME
     from adapters.providers.alipay_sandbox import AlipaySandbox
 
     credentials = settings.credentials(data_dir)
+    keys_dir = settings.sandbox_dir or data_dir / SANDBOX_DIR_NAME
     sandbox = AlipaySandbox.from_files(
-        keys_dir=settings.sandbox_dir or data_dir / SANDBOX_DIR_NAME,
+        keys_dir=keys_dir,
         app_private_key_file=credentials.app_private_key_file,
         publish_dir=credentials.alipay_public_keys_dir,
         app_id=credentials.app_id,
+        # Certificate mode: the sandbox issues the console's files where the adapter reads them.
+        certificate_mode=credentials.signing_mode == "certificate",
+        certs_dir=keys_dir / SANDBOX_CERTS_DIR_NAME,
         processing_delay=1.0,
     )
     return sandbox.serve(host, port)

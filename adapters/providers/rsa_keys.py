@@ -9,6 +9,8 @@
   `PUB_KEY_ID_…`, or the file name), loaded from files and from a directory that is read again
   when an unknown id shows up and the directory changed (or, failing that, at most every
   `reload_seconds`): rotating a key is dropping a file next to the old one, without a restart.
+  A provider whose files are not `*.pem` keys (Alipay's `*.crt` certificates, known by their
+  certificate SN) passes its own `pattern` and `loader`.
 
 Errors name the file, never its content.
 """
@@ -21,7 +23,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -153,10 +155,16 @@ class KeyRing:
         *,
         directory: Path | None = None,
         reload_seconds: float = 5.0,
+        pattern: str = "*.pem",
+        loader: Callable[[Path], Iterable[tuple[str, PublicKey]]] | None = None,
     ) -> None:
+        """`pattern` / `loader`: which files of `directory` hold keys and how a file becomes
+        (id, key) entries (default: `*.pem`, known by certificate serial or file name)."""
         self._fixed = dict(keys or {})
         self._directory = directory
         self._reload_seconds = reload_seconds
+        self._pattern = pattern
+        self._loader = loader
         self._lock = threading.Lock()
         self._loaded: dict[str, PublicKey] = {}
         self._loaded_at = float("-inf")
@@ -198,7 +206,10 @@ class KeyRing:
         stamp = self._directory_stamp()
         loaded: dict[str, PublicKey] = {}
         if self._directory is not None and self._directory.is_dir():
-            for path in sorted(self._directory.glob("*.pem")):
+            for path in sorted(self._directory.glob(self._pattern)):
+                if self._loader is not None:
+                    loaded.update(self._loader(path))
+                    continue
                 key = load_public_key_file(path)
                 loaded[key.serial or path.stem] = key
         with self._lock:

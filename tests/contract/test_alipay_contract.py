@@ -379,14 +379,68 @@ def test_every_recorded_contract_is_exercised() -> None:
     assert unused == [], f"contracts no test uses: {unused}"
 
 
+# --- certificate mode (公钥证书) ---------------------------------------------------------------
+
+CERTS = CONTRACTS / "certificates"
+APP_CERT_SN = "f24850ea77c80a72ac251eefa6d22b84"
+ALIPAY_ROOT_CERT_SN = "687b59193f3f462dd5336e5abf83c5d8_02941eef3187dddf3d3b83462e1dfcf6"
+
+
+def certificate_adapter() -> AlipayProvider:
+    """Alipay's real root chain, and test certificates for the test keys."""
+    return adapter(
+        alipay_public_keys=[],
+        signing_mode="certificate",
+        app_cert_file=CERTS / "appCertPublicKey_2021000100000001.crt",
+        alipay_root_cert_file=CERTS / "alipayRootCert.crt",
+        alipay_certs=[CERTS / "alipayCertPublicKey_RSA2.crt"],
+    )
+
+
+def test_certificate_mode_transfer_success(mock: responses.RequestsMock) -> None:
+    """The form carries both SNs (matched exactly, signed with the rest); the answer is
+    verified with the certificate its alipay_cert_sn names."""
+    replay(mock, "transfer-success-certificate-mode")
+    result = certificate_adapter().payout(payout_request())
+    assert (result.state, result.transaction_reference) == ("succeeded", ORDER_ID)
+    assert_signed_by_the_app(mock)
+    sent = dict(parse_qsl(str(mock.calls[0].request.body)))
+    assert (sent["app_cert_sn"], sent["alipay_root_cert_sn"]) == (APP_CERT_SN, ALIPAY_ROOT_CERT_SN)
+
+
+def test_certificate_mode_answer_under_an_unknown_cert_sn_is_not_believed(
+    mock: responses.RequestsMock,
+) -> None:
+    replay(mock, "transfer-certificate-mode-unknown-cert-sn")
+    with pytest.raises(ProviderOutcomeUnknown) as raised:
+        certificate_adapter().payout(payout_request())
+    assert raised.value.code == "provider_bad_signature"
+
+
+def test_a_public_key_request_to_a_certificate_app_is_refused_unsigned(
+    mock: responses.RequestsMock,
+) -> None:
+    replay(mock, "transfer-missing-app-cert-sn")
+    with pytest.raises(ProviderOutcomeUnknown) as raised:
+        adapter().payout(payout_request())
+    assert (raised.value.code, raised.value.provider_code) == (
+        "provider_bad_signature",
+        "40002.isv.missing-app-cert-sn",
+    )
+
+
 # --- Alipay's own sandbox (opt-in) ---------------------------------------------------------------
 
 LIVE = {name: os.environ.get(f"GATEWAY_TEST_ALIPAY_{name.upper()}", "") for name in (
-    "base_url", "app_id", "app_private_key_file", "alipay_public_keys", "user_id")}  # fmt: skip
+    "base_url", "app_id", "app_private_key_file", "alipay_public_keys", "user_id",
+    "signing_mode", "app_cert_file", "alipay_root_cert_file", "alipay_certs")}  # fmt: skip
 needs_live = pytest.mark.skipif(
-    not all(LIVE[name] for name in ("app_id", "app_private_key_file", "alipay_public_keys")),
-    reason="set GATEWAY_TEST_ALIPAY_APP_ID, _APP_PRIVATE_KEY_FILE, _ALIPAY_PUBLIC_KEYS (and "
-    "_BASE_URL, e.g. https://openapi-sandbox.dl.alipaydev.com/gateway.do) to run against Alipay",
+    not all(LIVE[name] for name in ("app_id", "app_private_key_file"))
+    or not (LIVE["alipay_public_keys"] or LIVE["alipay_certs"]),
+    reason="set GATEWAY_TEST_ALIPAY_APP_ID, _APP_PRIVATE_KEY_FILE, _ALIPAY_PUBLIC_KEYS (or, in "
+    "certificate mode, _SIGNING_MODE=certificate, _APP_CERT_FILE, _ALIPAY_ROOT_CERT_FILE, "
+    "_ALIPAY_CERTS) and _BASE_URL (e.g. https://openapi-sandbox.dl.alipaydev.com/gateway.do) to "
+    "run against Alipay",
 )
 
 

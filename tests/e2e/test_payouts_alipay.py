@@ -8,7 +8,9 @@ the same amount, exactly one capture or release.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from adapters.base import ProviderRefs
 from adapters.providers.alipay import AlipayProvider, AlipaySettings
 from adapters.providers.alipay.webhooks import notification
-from adapters.providers.alipay_sandbox import SEED_TRADE_NO
+from adapters.providers.alipay_sandbox import SEED_TRADE_NO, AlipaySandbox
 from gateway.domain.money import Money as Amount
 from tests.conftest import ALIPAY_CLEARING_ACCOUNT, CN_PROCESSING_SECONDS, alipay_settings
 from tests.event_schemas import assert_event_matches_schema
@@ -304,3 +306,88 @@ def test_payout_events_carry_the_snapshot(
     assert len(mine) == 1
     assert_event_matches_schema(mine[0])
     assert mine[0]["data"]["recipient"] == {"type": "alipay_user_id", "masked": "****0001"}
+
+
+# --- certificate mode (公钥证书) ---------------------------------------------------------------
+
+KEYS = Path(__file__).resolve().parents[1] / "fixtures" / "alipay" / "test-keys"
+
+
+@pytest.fixture
+def certificate_sandbox(clock: Any, tmp_path: Path) -> Iterator[AlipaySandbox]:
+    """An Alipay sandbox whose application signs with certificates: its own throwaway root CA
+    (with an ECDSA root in the chain) and the console's files published under `certs/`."""
+    keys = tmp_path / "alipay-certificate-sandbox"
+    (keys / "sandbox").mkdir(parents=True)
+    (keys / "app_private_key.pem").write_bytes((KEYS / "app_private_key.pem").read_bytes())
+    (keys / "sandbox" / "alipay_private_key.pem").write_bytes(
+        (KEYS / "alipay_private_key.pem").read_bytes()
+    )
+    sandbox = AlipaySandbox.from_files(
+        keys_dir=keys, certificate_mode=True, clock=clock, processing_delay=CN_PROCESSING_SECONDS
+    )
+    server = sandbox.serve("127.0.0.1", 0, deliver_callbacks=False)
+    sandbox.server = server  # type: ignore[attr-defined]
+    sandbox.keys_dir = keys  # type: ignore[attr-defined]
+    yield sandbox
+    server.shutdown()
+
+
+def test_a_payout_in_certificate_mode_survives_a_certificate_rotation(
+    client: Any, channel: Any, customer: str, core: Any, core_simulator: Any, container: Any,
+    certificate_sandbox: AlipaySandbox, clock: Any,
+) -> None:  # fmt: skip
+    """Held, sent with app_cert_sn and alipay_root_cert_sn (the sandbox refuses anything else),
+    answered under alipay_cert_sn; Alipay then rotates its certificate, and the notification
+    signed with the new key is verified once the new certificate is found in the directory;
+    captured once, and the balances say so."""
+    sandbox = certificate_sandbox
+    certs = sandbox.certs_dir
+    assert certs is not None and sandbox.certificates is not None
+    adapter = AlipayProvider(
+        AlipaySettings(
+            **alipay_settings(
+                sandbox,
+                alipay_public_keys_dir=None,
+                signing_mode="certificate",
+                app_cert_file=certs / "appCertPublicKey_2021000100000001.crt",
+                alipay_root_cert_file=certs / "alipayRootCert.crt",
+                alipay_certs_dir=certs / "alipay-certs",
+            )
+        ),
+        container.providers.context,
+    )
+    assert adapter.certificate_serials is not None
+    assert (
+        adapter.certificate_serials.alipay_root_cert_sn == sandbox.certificates.alipay_root_cert_sn
+    )
+    previous = container.providers.replace("alipay", adapter)
+    try:
+        books = Money(core, core_simulator, customer, clearing=ALIPAY_CLEARING_ACCOUNT)
+        account_before = sandbox.balance(WANG_WEI)
+
+        payout = pay(client, channel, customer, amount="88.80").json()
+
+        assert payout["status"] == "processing", payout  # DEALING, verified under the cert SN
+        assert [h["status"] for h in books.holds()] == ["PLACED"]
+        out_biz_no = payout["id"].replace("_", "")
+        order = sandbox.order(out_biz_no)
+        assert order is not None and order.amount == 8880
+
+        rotated = sandbox.rotate_alipay_certificate()
+        assert rotated not in adapter.keys.ids()
+        clock.advance(seconds=CN_PROCESSING_SECONDS)
+        delivered = deliver_posts(sandbox, client)
+
+        assert [(r.statuses, r.answers) for r in delivered] == [([200], ["success"])]
+        assert rotated in adapter.keys.ids()  # found by reading the directory again
+        done = get(client, channel, payout["id"])
+        assert (done["status"], done["provider_reference"]) == ("succeeded", order.order_id)
+        books.assert_paid(payout["id"], "88.80")
+        assert sandbox.balance(WANG_WEI) == account_before + 8880
+        status = adapter.payout_status(ProviderRefs(out_biz_no))  # answered under the new SN
+        assert (status.state, status.amount) == ("succeeded", Amount.parse("88.80", "CNY"))
+        assert sandbox.refused == []
+    finally:
+        container.providers.replace("alipay", previous)
+        adapter.close()

@@ -5,6 +5,7 @@ fault modes behave as docs/providers/alipay.md says."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -261,3 +262,189 @@ def test_from_files_publishes_the_alipay_key(tmp_path: Path) -> None:
     assert (tmp_path / "app_private_key.pem").is_file()
     published = KeyRing(directory=tmp_path / "alipay-public-keys")
     assert published.ids() == ["alipay_public_key"]
+
+
+# --- certificate mode (公钥证书) ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ca_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One sandbox certification authority for the module (its RSA keys take a while)."""
+    home = tmp_path_factory.mktemp("alipay-sandbox-ca")
+    (home / "app_private_key.pem").write_bytes((KEYS / "app_private_key.pem").read_bytes())
+    (home / "sandbox").mkdir()
+    (home / "sandbox" / "alipay_private_key.pem").write_bytes(
+        (KEYS / "alipay_private_key.pem").read_bytes()
+    )
+    AlipaySandbox.from_files(keys_dir=home, certificate_mode=True)
+    return home
+
+
+@pytest.fixture
+def certified(ca_home: Path, tmp_path: Path, clock: FrozenClock) -> AlipaySandbox:
+    """A certificate-mode sandbox publishing the console's files in `tmp_path`."""
+    return AlipaySandbox.from_files(
+        keys_dir=ca_home, certificate_mode=True, certs_dir=tmp_path, clock=clock
+    )
+
+
+def cert_params(sandbox: AlipaySandbox) -> dict[str, str]:
+    assert sandbox.certificates is not None
+    return {
+        "app_cert_sn": sandbox.certificates.app_cert_sn,
+        "alipay_root_cert_sn": sandbox.certificates.alipay_root_cert_sn,
+    }
+
+
+def test_certificate_mode_publishes_the_consoles_files(
+    certified: AlipaySandbox, tmp_path: Path
+) -> None:
+    """The files the gateway is configured with, and the SNs the sandbox expects: the
+    adapter's own reading of the files (certificates.py) gives the same SNs, and the root
+    chain's ECDSA root is left out of alipay_root_cert_sn."""
+    from cryptography import x509
+    from cryptography.x509.oid import SignatureAlgorithmOID
+
+    from adapters.providers.alipay import certificates
+
+    bundle = certified.certificates
+    assert bundle is not None
+    app_file = tmp_path / "appCertPublicKey_2021000100000001.crt"
+    assert certificates.load_app_certificate(app_file, APP_KEY) == bundle.app_cert_sn
+    roots = x509.load_pem_x509_certificates((tmp_path / "alipayRootCert.crt").read_bytes())
+    assert SignatureAlgorithmOID.ECDSA_WITH_SHA256 in {c.signature_algorithm_oid for c in roots}
+    root_sn = certificates.load_root_cert_sn(tmp_path / "alipayRootCert.crt")
+    assert root_sn == bundle.alipay_root_cert_sn
+    assert len(roots) == 3 and len(root_sn.split("_")) == 2
+    alipay_file = tmp_path / "alipay-certs" / "alipayCertPublicKey_RSA2.crt"
+    assert len(x509.load_pem_x509_certificates(alipay_file.read_bytes())) == 2  # + intermediate
+    assert certificates.load_alipay_certificate(alipay_file)[0] == bundle.alipay_cert_sn
+
+
+def test_a_restart_keeps_the_published_certificates(
+    ca_home: Path, certified: AlipaySandbox, tmp_path: Path
+) -> None:
+    assert certified.certificates is not None
+    restarted = AlipaySandbox.from_files(
+        keys_dir=ca_home, certificate_mode=True, certs_dir=tmp_path
+    )
+    assert restarted.certificates is not None
+    assert (restarted.certificates.app_cert_sn, restarted.certificates.alipay_cert_sn) == (
+        certified.certificates.app_cert_sn,
+        certified.certificates.alipay_cert_sn,
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "sub_code"),
+    [
+        ({"app_cert_sn": ""}, "isv.missing-app-cert-sn"),
+        ({"app_cert_sn": "0" * 32}, "isv.app-cert-not-exist"),
+        ({"alipay_root_cert_sn": ""}, "isv.missing-alipay-root-cert-sn"),
+        ({"alipay_root_cert_sn": "0" * 32}, "isv.invalid-alipay-root-cert-sn"),
+    ],
+)
+def test_certificate_mode_refuses_missing_or_wrong_sns_unsigned(
+    certified: AlipaySandbox, clock: FrozenClock, changes: dict[str, str], sub_code: str
+) -> None:
+    app = App(certified, clock)
+    params = app.params(TRANSFER, transfer(), **{**cert_params(certified), **changes})
+    response = certified.app.test_client().post(
+        "/gateway.do", data=urlencode(params), content_type="application/x-www-form-urlencoded"
+    )
+    value = signing.response_value(response.data, TRANSFER)
+    assert (value.value["code"], value.value["sub_code"], value.sign) == ("40002", sub_code, None)
+    assert certified.ledger.orders == {}
+
+
+def test_a_root_sn_counting_the_ecdsa_root_is_invalid(
+    certified: AlipaySandbox, clock: FrozenClock
+) -> None:
+    assert certified.certificates is not None
+    every = "_".join(
+        hashlib.md5((c.issuer.rfc4514_string() + str(c.serial_number)).encode()).hexdigest()
+        for c in certified.certificates.pki.roots
+    )
+    app = App(certified, clock)
+    params = app.params(
+        TRANSFER, transfer(), **{**cert_params(certified), "alipay_root_cert_sn": every}
+    )
+    assert app.post(params, verify=False)["sub_code"] == "isv.invalid-alipay-root-cert-sn"
+
+
+def test_certificate_mode_answers_name_the_signing_certificate(
+    certified: AlipaySandbox, clock: FrozenClock, tmp_path: Path
+) -> None:
+    app = App(certified, clock)
+    bundle = certified.certificates
+    assert bundle is not None
+    raw = (
+        certified.app.test_client()
+        .post(
+            "/gateway.do",
+            data=urlencode(app.params(TRANSFER, transfer(), **cert_params(certified))),
+            content_type="application/x-www-form-urlencoded",
+        )
+        .data
+    )
+    value = signing.response_value(raw, TRANSFER)
+    assert (value.value["code"], value.cert_sn) == ("10000", bundle.alipay_cert_sn)
+    signing.verify_response(value, app.keys)
+    signed_by = PublicKey(bundle.app_public_key())
+    assert signed_by.key.public_numbers() == APP_KEY.public_key().public_numbers()
+
+    # A rotation: a new key and certificate, published next to the old one.
+    admin = certified.app.test_client()
+    new_sn = admin.post("/sandbox/certificates/rotate").json["alipay_cert_sn"]
+    assert new_sn != value.cert_sn
+    assert admin.get("/sandbox/keys").json["certificates"]["alipay_cert_sn"] == new_sn
+    assert len(list((tmp_path / "alipay-certs").glob("*.crt"))) == 2
+    raw = (
+        certified.app.test_client()
+        .post(
+            "/gateway.do",
+            data=urlencode(
+                app.params(QUERY, {"out_biz_no": "po01test0001"}, **cert_params(certified))
+            ),
+            content_type="application/x-www-form-urlencoded",
+        )
+        .data
+    )
+    rotated = signing.response_value(raw, QUERY)
+    assert rotated.cert_sn == new_sn
+    with pytest.raises(signing.SignatureError):
+        signing.verify_response(rotated, app.keys)  # the old key no longer signs
+    signing.verify_response(rotated, [PublicKey(certified.alipay_key.public_key())])
+
+
+def test_the_embedded_sandbox_runs_in_the_adapters_signing_mode(
+    settings: Any, tmp_path: Path
+) -> None:
+    """`serve` without an Alipay base URL in certificate mode: the embedded sandbox issues the
+    console's files where the adapter reads them, and a payout signed with the SNs is paid."""
+    from adapters.base import AccountIdentifier, PayoutRequest
+    from adapters.providers.registry import ProviderRegistry, start_embedded_sandboxes
+    from gateway.domain.money import Money
+    from tests.net import free_port
+
+    local = settings.model_copy(update={"data_dir": tmp_path, "providers": ["alipay"]})
+    mode = {"signing_mode": "certificate", "simulator_port": free_port()}
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in mode.items():
+            env.setenv(f"GATEWAY_ALIPAY_{name.upper()}", str(value))
+        running = start_embedded_sandboxes(local)
+        try:
+            adapter = ProviderRegistry.from_settings(local).get("alipay")
+            result = adapter.payout(
+                PayoutRequest(
+                    reference="po_embeddedcert1",
+                    idempotency_key="poembeddedcert1",
+                    amount=Money.parse("1.00", "CNY"),
+                    recipient=AccountIdentifier("alipay_user_id", "2088102000000001"),
+                )
+            )
+        finally:
+            for _provider, sandbox in running:
+                sandbox.shutdown()
+    assert result.state in ("succeeded", "pending"), result
+    assert (tmp_path / "alipay-sandbox" / "certs" / "alipayRootCert.crt").exists()

@@ -14,6 +14,10 @@ Flows (docs/providers/alipay.md):
 * notifications: `webhooks.py` (RSA2-signed and recent: authoritative); Alipay wants
   `success` back.
 * A refusal of a money-moving call is believed only when Alipay signed it.
+* certificate mode (`GATEWAY_ALIPAY_SIGNING_MODE=certificate`, `certificates.py`): the SNs of
+  the application certificate and of Alipay's root chain go with every request; answers and
+  notifications are verified with Alipay's certificates, known by their SN. The files are read
+  and checked here, at start-up (a bad one is a `SettingsError` naming it).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import requests
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from adapters.base import (
     AccountIdentifier,
@@ -39,9 +44,9 @@ from adapters.base import (
     WebhookReply,
 )
 from adapters.http import new_session
-from adapters.providers.alipay import mapping, webhooks
-from adapters.providers.alipay.client import AlipayClient, Answer
-from adapters.providers.alipay.settings import AlipaySettings
+from adapters.providers.alipay import certificates, mapping, webhooks
+from adapters.providers.alipay.client import AlipayClient, Answer, CertificateSerials
+from adapters.providers.alipay.settings import AlipayCredentials, AlipaySettings
 from adapters.providers.rsa_keys import (
     KeyFileError,
     KeyRing,
@@ -77,18 +82,24 @@ class AlipayProvider:
         credentials = settings.credentials(context.data_dir)
         self.credentials = credentials
         self.notification_max_age = timedelta(seconds=settings.notification_max_age_seconds)
+        self.certificate_mode = credentials.signing_mode == "certificate"
+        serials: CertificateSerials | None = None
         try:
             private_key = (
                 ensure_private_key(credentials.app_private_key_file)
                 if credentials.generate_app_key
                 else load_private_key(credentials.app_private_key_file)
             )
-            self.keys = KeyRing.from_files(
-                [(path.name, path) for path in credentials.alipay_public_keys],
-                directory=credentials.alipay_public_keys_dir,
-            )
+            if self.certificate_mode:
+                serials, self.keys = _certificates(credentials, private_key)
+            else:
+                self.keys = KeyRing.from_files(
+                    [(path.name, path) for path in credentials.alipay_public_keys],
+                    directory=credentials.alipay_public_keys_dir,
+                )
         except KeyFileError as exc:
             raise SettingsError(f"invalid Alipay keys: {exc}") from None
+        self.certificate_serials = serials
         self.session = session or new_session(
             user_agent=context.user_agent, pool_size=settings.pool_size, tls=settings.tls
         )
@@ -102,6 +113,7 @@ class AlipayProvider:
             keys=self.keys,
             clock=context.clock,
             sleep=sleep,
+            certificates=serials,
         )
 
     def close(self) -> None:
@@ -245,6 +257,7 @@ class AlipayProvider:
             app_id=self.credentials.app_id,
             now=self.context.clock.now(),
             max_age=self.notification_max_age,
+            by_cert_sn=self.certificate_mode,
         )
         return webhooks.parse(params, body)
 
@@ -254,3 +267,26 @@ class AlipayProvider:
         if accepted:
             return WebhookReply(200, webhooks.SUCCESS, "text/plain; charset=utf-8")
         return None
+
+
+def _certificates(
+    credentials: AlipayCredentials, private_key: rsa.RSAPrivateKey
+) -> tuple[CertificateSerials, KeyRing]:
+    """Certificate mode's SNs and Alipay's certificates, read and checked (`KeyFileError`)."""
+    if credentials.app_cert_file is None or credentials.alipay_root_cert_file is None:
+        raise KeyFileError("certificate mode needs the application and root certificate files")
+    serials = CertificateSerials(
+        app_cert_sn=certificates.load_app_certificate(credentials.app_cert_file, private_key),
+        alipay_root_cert_sn=certificates.load_root_cert_sn(credentials.alipay_root_cert_file),
+    )
+    fixed = dict(certificates.load_alipay_certificate(path) for path in credentials.alipay_certs)
+    ring = KeyRing(
+        fixed,
+        directory=credentials.alipay_certs_dir,
+        pattern="*.crt",
+        loader=certificates.alipay_certificate_entries,
+    )
+    if not ring.ids():
+        where = credentials.alipay_certs_dir or ", ".join(map(str, credentials.alipay_certs))
+        raise KeyFileError(f"{where}: no Alipay certificate (alipayCertPublicKey_RSA2.crt)")
+    return serials, ring

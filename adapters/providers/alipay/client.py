@@ -15,6 +15,11 @@ policy with explicit timeouts. The answer's `sign` is checked over the exact byt
 * A success (`code` 10000) without a valid signature is not believed
   (`ProviderOutcomeUnknown`, `provider_bad_signature`); an error answer carries `verified`.
 * Logs name the method, the answer's code/sub_code and the duration; never a body.
+* Certificate mode (`certificates` given): every request also carries the signed public
+  parameters `app_cert_sn` and `alipay_root_cert_sn`; an answer's signature is checked with the
+  Alipay certificate its `alipay_cert_sn` names (an SN not loaded makes the certificates
+  directory be read again once, then is `unknown_cert_sn`); an answer without
+  `alipay_cert_sn` is checked with every loaded certificate, as the SDK keeps its current one.
 """
 
 from __future__ import annotations
@@ -47,6 +52,14 @@ from gateway.observability.metrics import PROVIDER_CALLS, PROVIDER_LATENCY
 log = get_logger("adapters.providers.alipay")
 PROVIDER = "alipay"
 BEIJING = timezone(timedelta(hours=8), "CST")
+
+
+@dataclass(frozen=True)
+class CertificateSerials:
+    """The public parameters of certificate mode (see `certificates.py`)."""
+
+    app_cert_sn: str
+    alipay_root_cert_sn: str
 
 
 @dataclass(frozen=True)
@@ -89,7 +102,10 @@ class AlipayClient:
         keys: KeyRing,
         clock: Clock,
         sleep: Callable[[float], None] = time.sleep,
+        certificates: CertificateSerials | None = None,
     ) -> None:
+        """`keys`: Alipay's public keys, or in certificate mode (`certificates` given) its
+        certificates' keys known by their SN."""
         self.gateway_url = gateway_url
         self.session = session
         self.timeouts = timeouts
@@ -99,6 +115,7 @@ class AlipayClient:
         self.keys = keys
         self.clock = clock
         self.sleep = sleep
+        self.certificates = certificates
 
     def params(self, method: str, biz: dict[str, Any], *, notify_url: str | None) -> dict[str, str]:
         """The signed form of one call (a fresh timestamp per attempt)."""
@@ -114,6 +131,9 @@ class AlipayClient:
         }
         if notify_url:
             params["notify_url"] = notify_url
+        if self.certificates is not None:
+            params["app_cert_sn"] = self.certificates.app_cert_sn
+            params["alipay_root_cert_sn"] = self.certificates.alipay_root_cert_sn
         params["sign"] = signing.sign_params(self.private_key, params)
         return params
 
@@ -188,6 +208,15 @@ class AlipayClient:
 
     def verify(self, value: signing.ResponseValue) -> str | None:
         """None when the answer's signature holds, else why not (keys re-read once)."""
+        if self.certificates is not None and value.sign and value.cert_sn:
+            key = self.keys.get(value.cert_sn)  # an unknown SN re-reads the directory first
+            if key is None:
+                return "unknown_cert_sn"
+            try:
+                signing.verify_response(value, (key,))
+                return None
+            except signing.SignatureError as exc:
+                return exc.reason
         try:
             signing.verify_response(value, self.keys.all())
             return None

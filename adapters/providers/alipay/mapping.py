@@ -154,6 +154,13 @@ PROTOCOL_SUB_CODES: dict[str, ErrorRule] = {
     "isv.invalid-app-id": _AUTH,
     "isv.invalid-signature-type": _AUTH,
     "aop.invalid-auth-token": _AUTH,
+    # certificate mode (公钥证书): the SNs or certificates the bank sent are not Alipay's
+    "isv.missing-app-cert-sn": _AUTH,
+    "isv.app-cert-not-exist": _AUTH,
+    "isv.app-cert-expired": _AUTH,
+    "isv.missing-alipay-root-cert-sn": _AUTH,
+    "isv.invalid-alipay-root-cert-sn": _AUTH,
+    "isv.alipay-cert-not-exist": _AUTH,
     "isp.unknow-error": _UNKNOWN,
     "aop.unknow-error": _UNKNOWN,
 }

@@ -16,6 +16,9 @@ and what its SDKs do (alipay-sdk-java `AlipaySignature.rsaCheckV1/V2`, alipay-sd
   includes `sign_type` in the signed content or not, so both are tried, as the SDKs do. Its
   signed send time (`notify_time` / `utc_timestamp`) is held to a window by `webhooks.verify`;
   answers have no signed time, so no window.
+* Certificate mode changes no signature: the SNs (`certificates.py`) are ordinary signed
+  request parameters, and an answer's `alipay_cert_sn` sits next to `sign`, outside the signed
+  bytes, only naming the key (`ResponseValue.cert_sn`).
 * A failed check says why (`SignatureError.reason`): `content_mismatch` when a configured key
   made the signature over other bytes (a changed byte), `wrong_key` when none of them made it.
 """
@@ -123,12 +126,15 @@ def verify_notification(params: Mapping[str, str], keys: Iterable[PublicKey]) ->
 
 @dataclass(frozen=True)
 class ResponseValue:
-    """The `<method>_response` of an answer: its parsed object, its exact bytes, its `sign`."""
+    """The `<method>_response` of an answer: its parsed object, its exact bytes, its `sign`,
+    and in certificate mode the `alipay_cert_sn` naming the certificate that signed it (next to
+    `sign`, outside the signed bytes)."""
 
     key: str
     value: dict[str, Any]
     raw: bytes
     sign: str | None
+    cert_sn: str | None = None
 
 
 def _skip(text: str, index: int) -> int:
@@ -188,12 +194,21 @@ def response_value(body: bytes, method: str) -> ResponseValue:
     value = json.loads(raw)
     if not isinstance(value, dict):
         raise SignatureError("malformed_response")
-    signature = None
-    if "sign" in spans:
-        sign_start, sign_end = spans["sign"]
-        loaded = json.loads(text[sign_start:sign_end])
-        signature = loaded if isinstance(loaded, str) else None
-    return ResponseValue(key, value, raw.encode("utf-8"), signature)
+    return ResponseValue(
+        key,
+        value,
+        raw.encode("utf-8"),
+        _string_member(text, spans, "sign"),
+        _string_member(text, spans, "alipay_cert_sn"),
+    )
+
+
+def _string_member(text: str, spans: dict[str, tuple[int, int]], name: str) -> str | None:
+    if name not in spans:
+        return None
+    start, end = spans[name]
+    loaded = json.loads(text[start:end])
+    return loaded if isinstance(loaded, str) and loaded else None
 
 
 def verify_response(value: ResponseValue, keys: Iterable[PublicKey]) -> None:
@@ -208,8 +223,12 @@ def verify_response(value: ResponseValue, keys: Iterable[PublicKey]) -> None:
     check(value.sign, (value.raw,), keys)
 
 
-def response_text(method: str, value: dict[str, Any], key: rsa.RSAPrivateKey) -> bytes:
-    """A signed answer as Alipay writes it (tests; the sandbox has its own copy)."""
+def response_text(
+    method: str, value: dict[str, Any], key: rsa.RSAPrivateKey, *, cert_sn: str | None = None
+) -> bytes:
+    """A signed answer as Alipay writes it, with `alipay_cert_sn` in certificate mode (tests;
+    the sandbox has its own copy)."""
     raw = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     name = method.replace(".", "_") + "_response"
-    return f'{{"{name}":{raw},"sign":"{sign(key, raw)}"}}'.encode()
+    serial = f'"alipay_cert_sn":"{cert_sn}",' if cert_sn else ""
+    return f'{{"{name}":{raw},{serial}"sign":"{sign(key, raw)}"}}'.encode()

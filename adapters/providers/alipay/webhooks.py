@@ -13,6 +13,11 @@ deduplicated by `notify_id` (Alipay sends the same notification again until it g
 `wrong_key`), then the freshness of the signed send time (`missing_timestamp`,
 `malformed_timestamp`, `stale_timestamp`), then `app_id_mismatch`.
 
+Certificate mode (`by_cert_sn`): the keys are Alipay's certificates known by their SN; a
+notification naming one in `alipay_cert_sn` is checked with that one only (an SN not loaded
+makes the directory be read again once, then is `unknown_cert_sn`), one without is checked with
+every loaded certificate. The rest (with and without `sign_type`, the send time) is the same.
+
 Freshness: every asynchronous notification carries when Alipay sent it, inside the signed
 content — `notify_time` (`YYYY-MM-DD HH:MM:SS`, Beijing time, UTC+8) on trade notifications
 (`trade_status_sync`), `utc_timestamp` (milliseconds since the epoch) on message-service
@@ -92,6 +97,7 @@ def verify(
     now: datetime,
     max_age: timedelta = MAX_AGE,
     max_skew: timedelta = MAX_SKEW,
+    by_cert_sn: bool = False,
 ) -> dict[str, str]:
     """Check a notification at `now` (our clock); returns its parameters.
 
@@ -102,15 +108,10 @@ def verify(
     if len(body) > MAX_BODY_BYTES:
         raise WebhookVerificationError("body_too_large")
     params = parse_form(body)
-    try:
-        signing.verify_notification(params, keys.all())
-    except signing.SignatureError as first:
-        if first.reason not in ("content_mismatch", "wrong_key", "no_keys_configured"):
-            raise WebhookVerificationError(first.reason) from None
-        try:  # a rotated key may just have been added to the directory
-            signing.verify_notification(params, keys.all(refresh=True))
-        except signing.SignatureError as exc:
-            raise WebhookVerificationError(exc.reason) from None
+    if by_cert_sn and params.get("alipay_cert_sn"):
+        _verify_by_cert_sn(params, keys)
+    else:
+        _verify_with_any(params, keys)
     sent = sent_at(params)
     if sent < now - max_age:
         raise WebhookVerificationError(
@@ -123,6 +124,30 @@ def verify(
     if app_id is not None and params.get("app_id") != app_id:
         raise WebhookVerificationError("app_id_mismatch")
     return params
+
+
+def _verify_by_cert_sn(params: Mapping[str, str], keys: KeyRing) -> None:
+    if not params.get("sign"):
+        raise WebhookVerificationError("missing_signature")
+    key = keys.get(params["alipay_cert_sn"])  # an unknown SN re-reads the directory first
+    if key is None:
+        raise WebhookVerificationError("unknown_cert_sn")
+    try:
+        signing.verify_notification(params, (key,))
+    except signing.SignatureError as exc:
+        raise WebhookVerificationError(exc.reason) from None
+
+
+def _verify_with_any(params: Mapping[str, str], keys: KeyRing) -> None:
+    try:
+        signing.verify_notification(params, keys.all())
+    except signing.SignatureError as first:
+        if first.reason not in ("content_mismatch", "wrong_key", "no_keys_configured"):
+            raise WebhookVerificationError(first.reason) from None
+        try:  # a rotated key may just have been added to the directory
+            signing.verify_notification(params, keys.all(refresh=True))
+        except signing.SignatureError as exc:
+            raise WebhookVerificationError(exc.reason) from None
 
 
 def sent_at(params: Mapping[str, str]) -> datetime:
@@ -214,12 +239,16 @@ def notification(
     *,
     sign_type_signed: bool = False,
     now: datetime | None = None,
+    cert_sn: str | None = None,
 ) -> bytes:
     """The form body of a valid notification (tests). Alipay signs some notifications with
     `sign_type` in the content and some without; both verify. Without a `notify_time` or
     `utc_timestamp` in `params`, it is stamped as sent at `now` (default: the real clock):
-    `utc_timestamp` on a message-service notification (`msg_method`), else `notify_time`."""
+    `utc_timestamp` on a message-service notification (`msg_method`), else `notify_time`.
+    `cert_sn`: the `alipay_cert_sn` of certificate mode (signed like every parameter)."""
     values = {**params, "sign_type": signing.SIGN_TYPE}
+    if cert_sn:
+        values["alipay_cert_sn"] = cert_sn
     if not values.get("notify_time") and not values.get("utc_timestamp"):
         sent = now or datetime.now(UTC)
         if "msg_method" in values:

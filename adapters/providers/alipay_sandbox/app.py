@@ -14,8 +14,16 @@ POSTed as forms to the call's `notify_url`: `alipay.fund.trans.order.changed` fo
 (signed with `sign_type` in the content), `trade_status_sync` for refunds (signed without),
 until the receiver answers `success`.
 
+Certificate mode (公钥证书, `certificates` given; `certs.py`): a request must carry the signed
+public parameters `app_cert_sn` (the SN of the application certificate) and
+`alipay_root_cert_sn` (the SNs of the root chain's RSA certificates); a missing or wrong one is
+refused unsigned with Alipay's `40002` and `isv.missing-app-cert-sn`, `isv.app-cert-not-exist`,
+`isv.missing-alipay-root-cert-sn` or `isv.invalid-alipay-root-cert-sn`. The signature is checked
+with the application certificate's key, and answers carry `alipay_cert_sn`, the SN of the
+Alipay certificate whose key signed them (which `rotate_alipay_certificate` replaces).
+
 Admin API under `/sandbox` (loopback): faults, accounts, transfers, trades, callbacks, keys,
-reset. docs/providers/alipay.md lists the fault modes.
+certificates, reset. docs/providers/alipay.md lists the fault modes.
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from adapters.providers.alipay_sandbox import keys
+from adapters.providers.alipay_sandbox import certs, keys
 from adapters.providers.alipay_sandbox.ledger import (
     CST,
     BusinessError,
@@ -173,13 +181,22 @@ class AlipaySandbox(SandboxControls[FaultRule]):
         callback_retry_seconds: float = 2.0,
         seed_accounts: bool = True,
         sender: Any = None,
+        certificates: certs.Certificates | None = None,
     ) -> None:
+        """`certificates`: run in certificate mode (the application certificate's key then
+        checks the signatures, and `alipay_key` must be the Alipay certificate's)."""
         self.clock = clock or SystemClock()
         self.ledger = Ledger(self.clock)
         self.faults: FaultList[FaultRule] = FaultList()
         self.app_id = app_id
         self.app_public_key = app_public_key
         self.alipay_key = alipay_key or rsa.generate_private_key(65537, 2048)
+        self.certificates = certificates
+        self.certs_dir: Path | None = None  # where from_files publishes the certificates
+        if certificates is not None:
+            self.app_public_key = certificates.app_public_key()
+            if not certs.certifies(certificates.alipay_certificate, self.alipay_key.public_key()):
+                raise ValueError("the Alipay certificate is not for the sandbox's Alipay key")
         self._forger = rsa.generate_private_key(65537, 2048)
         self.processing_delay = timedelta(seconds=processing_delay)
         self.callback_delay = timedelta(seconds=callback_delay)
@@ -204,19 +221,72 @@ class AlipaySandbox(SandboxControls[FaultRule]):
         keys_dir: Path,
         app_private_key_file: Path | None = None,
         publish_dir: Path | None = None,
+        app_id: str = "2021000100000001",
+        certificate_mode: bool = False,
+        certs_dir: Path | None = None,
         **options: Any,
     ) -> AlipaySandbox:
         """A sandbox keeping its keys in `keys_dir`: the stand-in application key (created if
         missing; the gateway signs with it), its own Alipay key, and the Alipay public key
-        published as `<publish_dir>/alipay_public_key.pem` for the gateway to verify with."""
+        published as `<publish_dir>/alipay_public_key.pem` for the gateway to verify with.
+
+        `certificate_mode`: instead, its certification authority (`<keys_dir>/sandbox/ca/`,
+        created if missing) and the console's files published in `certs_dir` (default
+        `<keys_dir>/certs`): `appCertPublicKey_<APPID>.crt` (an existing one for the application
+        key is accepted, else one is issued), `alipayRootCert.crt` and
+        `alipay-certs/alipayCertPublicKey_RSA2.crt`."""
         app_key = keys.load_or_create(app_private_key_file or keys_dir / "app_private_key.pem")
         alipay = keys.load_or_create(keys_dir / "sandbox" / "alipay_private_key.pem")
-        keys.publish(
-            publish_dir or keys_dir / "alipay-public-keys",
-            "alipay_public_key.pem",
-            alipay.public_key(),
+        if not certificate_mode:
+            keys.publish(
+                publish_dir or keys_dir / "alipay-public-keys",
+                "alipay_public_key.pem",
+                alipay.public_key(),
+            )
+            return cls(
+                app_public_key=app_key.public_key(), alipay_key=alipay, app_id=app_id, **options
+            )
+        target = certs_dir or keys_dir / "certs"
+        pki = certs.Pki.load_or_create(keys_dir / "sandbox" / "ca")
+        app_file = target / f"appCertPublicKey_{app_id}.crt"
+        alipay_file = target / "alipay-certs" / certs.ALIPAY_CERT_FILE
+        bundle = certs.Certificates(
+            pki,
+            certs.reuse(app_file, app_key.public_key())
+            or pki.app_certificate(app_id, app_key.public_key()),
+            certs.reuse(alipay_file, alipay.public_key())
+            or pki.alipay_certificate(alipay.public_key()),
         )
-        return cls(app_public_key=app_key.public_key(), alipay_key=alipay, **options)
+        files = bundle.files(app_id)
+        certs.write_file(app_file, files[app_file.name])
+        certs.write_file(target / certs.ROOT_FILE, files[certs.ROOT_FILE])
+        certs.write_file(alipay_file, files[certs.ALIPAY_CERT_FILE])
+        sandbox = cls(
+            app_public_key=app_key.public_key(),
+            alipay_key=alipay,
+            app_id=app_id,
+            certificates=bundle,
+            **options,
+        )
+        sandbox.certs_dir = target
+        return sandbox
+
+    def rotate_alipay_certificate(self) -> str:
+        """Certificate mode: sign with a new Alipay key and certificate from now on (the new
+        certificate is published next to the old one, as a rotation is done); its SN."""
+        if self.certificates is None:
+            raise ValueError("the sandbox is not in certificate mode")
+        key = rsa.generate_private_key(65537, 2048)
+        with self._lock:
+            certificate = self.certificates.rotate(key.public_key())
+            self.alipay_key = key
+        serial = certs.cert_sn(certificate)
+        if self.certs_dir is not None:
+            certs.write_file(
+                self.certs_dir / "alipay-certs" / f"alipayCertPublicKey_RSA2_{serial[:8]}.crt",
+                certs.pem(certificate, self.certificates.pki.class2.certificate),
+            )
+        return serial
 
     # --- test API ------------------------------------------------------------------------------
 
@@ -256,9 +326,13 @@ class AlipaySandbox(SandboxControls[FaultRule]):
 
     def _answer(self, method: str, value: dict[str, Any], *, broken: bool = False) -> Response:
         text = json.dumps(value, ensure_ascii=False)  # Alipay's spacing is not ours to assume
-        signature = keys.sign(self._forger if broken else self.alipay_key, text)
+        with self._lock:  # the key and its certificate's SN together (a rotation swaps both)
+            key = self.alipay_key
+            cert_sn = self.certificates.alipay_cert_sn if self.certificates is not None else None
+        signature = keys.sign(self._forger if broken else key, text)
         name = method.replace(".", "_") + "_response"
-        body = f'{{"{name}":{text},"sign":"{signature}"}}'
+        serial = f'"alipay_cert_sn":"{cert_sn}",' if cert_sn else ""
+        body = f'{{"{name}":{text},{serial}"sign":"{signature}"}}'
         return Response(body.encode(), status=200, content_type="text/html;charset=utf-8")
 
     def _unsigned(self, method: str, error: BusinessError) -> Response:
@@ -369,6 +443,8 @@ class AlipaySandbox(SandboxControls[FaultRule]):
             raise refuse("isv.invalid-timestamp", "非法的时间戳参数") from None
         if abs(self.clock.now() - moment.replace(tzinfo=CST)) > TIMESTAMP_WINDOW:
             raise refuse("isv.invalid-timestamp", "时间戳超出允许范围")
+        if self.certificates is not None:
+            self._check_certificates(params, refuse)
         signature = params.get("sign", "")
         if not keys.verifies(self.app_public_key, signature, keys.signed_content(params, "sign")):
             with self._lock:
@@ -381,6 +457,26 @@ class AlipaySandbox(SandboxControls[FaultRule]):
         if not isinstance(biz, dict):
             raise refuse("isv.invalid-parameter", "biz_content 不是JSON对象")
         return method, biz
+
+    def _check_certificates(self, params: dict[str, str], refuse: Any) -> None:
+        """Certificate mode: the SNs the application sends name its certificate and the root
+        chain it trusts (checked before the signature, which the first one selects)."""
+        assert self.certificates is not None
+        checks = (
+            ("app_cert_sn", self.certificates.app_cert_sn,
+             ("isv.missing-app-cert-sn", "缺少应用公钥证书序列号"),
+             ("isv.app-cert-not-exist", "应用公钥证书不存在")),
+            ("alipay_root_cert_sn", self.certificates.alipay_root_cert_sn,
+             ("isv.missing-alipay-root-cert-sn", "缺少支付宝根证书序列号"),
+             ("isv.invalid-alipay-root-cert-sn", "无效的支付宝根证书序列号")),
+        )  # fmt: skip
+        for name, expected, missing, wrong in checks:
+            sent = params.get(name)
+            if sent == expected:
+                continue
+            with self._lock:
+                self.refused.append(f"{name} {'missing' if not sent else 'does not match'}")
+            raise refuse(*(wrong if sent else missing))
 
     def handle(self) -> Response:
         method = ""
@@ -648,7 +744,22 @@ def register_admin(app: Flask, sandbox: AlipaySandbox) -> None:
     @app.get("/sandbox/keys")
     def public_keys() -> Response:
         pem = keys.public_pem(sandbox.alipay_key.public_key()).decode()
-        return jsonify({"alipay_public_key": pem})
+        found: dict[str, Any] = {"alipay_public_key": pem}
+        bundle = sandbox.certificates
+        if bundle is not None:
+            found["certificates"] = {
+                "app_cert_sn": bundle.app_cert_sn,
+                "alipay_root_cert_sn": bundle.alipay_root_cert_sn,
+                "alipay_cert_sn": bundle.alipay_cert_sn,
+                "files": {
+                    name: data.decode() for name, data in bundle.files(sandbox.app_id).items()
+                },
+            }
+        return jsonify(found)
+
+    @app.post("/sandbox/certificates/rotate")
+    def rotate_certificate() -> Response:
+        return jsonify({"alipay_cert_sn": sandbox.rotate_alipay_certificate()})
 
     add_fault_routes(app, sandbox, FaultRule.from_json)
 
