@@ -99,17 +99,21 @@ class LinkService:
             return LinkStatus.EXPIRED.value
         return link.status
 
-    def _effectively(self, status: str) -> Any:
-        """A SQL condition for "readers see this status" (`effective_status`, in SQL): a lapsed
-        consent or verification window counts as expired before the sweeper has run."""
-        now = self.clock.now()
-        lapsed = or_(
+    def _lapsed(self, now: datetime) -> Any:
+        """SQL for "expired, though the row does not say so yet" (`effective_status`, in SQL):
+        a live link past its consent expiry, or a pending one past its verification window."""
+        return or_(
             Link.status.in_([s.value for s in LIVE])
-            & Link.consent_expires_at.is_not(None)  # NULL would make the negation unknown
+            & Link.consent_expires_at.is_not(None)  # NULL would make a negation unknown
             & (Link.consent_expires_at <= now),
             (Link.status == LinkStatus.PENDING.value)
             & (Link.created_at <= now - self.policy.pending_ttl),
         )
+
+    def _effectively(self, status: str) -> Any:
+        """A SQL condition for "readers see this status": a lapsed link reads as expired before
+        the sweeper has run."""
+        lapsed = self._lapsed(self.clock.now())
         if status == LinkStatus.EXPIRED:
             return or_(Link.status == status, lapsed)
         return (Link.status == status) & ~lapsed
@@ -521,18 +525,7 @@ class LinkService:
         """Worker: move links past their consent expiry or verification window to `expired`."""
         now = self.clock.now()
         with self.db.transaction() as session:
-            query = (
-                select(Link)
-                .where(
-                    or_(
-                        Link.status.in_([s.value for s in LIVE]) & (Link.consent_expires_at <= now),
-                        (Link.status == LinkStatus.PENDING.value)
-                        & (Link.created_at <= now - self.policy.pending_ttl),
-                    )
-                )
-                .order_by(Link.id)
-                .limit(batch)
-            )
+            query = select(Link).where(self._lapsed(now)).order_by(Link.id).limit(batch)
             if self.db.is_postgres:
                 query = query.with_for_update(skip_locked=True)
             links = session.scalars(query).all()

@@ -175,7 +175,6 @@ class TransferRecovery:
                     pending_operation=None,
                     next_check_at=None,
                     failure_message="The core has no booking for this transfer",
-                    fee_status="waived" if transfer.fee_amount else None,
                 )
         else:  # PENDING, or NOT_FOUND inside the safe window
             self._reschedule(transfer_id)

@@ -60,11 +60,13 @@ from gateway.store.pagination import narrowed, page
 from gateway.store.tables import (
     FeeScheduleRow,
     Link,
+    Partner,
     PartnerLimit,
     Refund,
     RiskEvent,
     Transfer,
     TransferTransition,
+    VaultEntry,
 )
 
 log = get_logger("gateway.transfers")
@@ -676,8 +678,6 @@ class TransferService:
         return session.get(Link, link_id)
 
     def _partner_account(self, partner_id: str) -> str:
-        from gateway.store.tables import Partner
-
         with self.db.read() as session:
             partner = session.get(Partner, partner_id)
             assert partner is not None and partner.settlement_account
@@ -687,8 +687,6 @@ class TransferService:
         """(transfer, customer account, debit account, credit account): what the core call
         needs, in one read (the transfer, its partner's settlement account and its link's
         vault entry, joined)."""
-        from gateway.store.tables import Link, Partner, VaultEntry
-
         with self.db.read() as session:
             transfer, partner_account, entry_id, key_version, ciphertext = session.execute(
                 select(
@@ -843,13 +841,7 @@ class TransferService:
             failure_message=exc.detail[:300],
             pending_operation=None,
             next_check_at=None,
-            fee_status="waived" if self._has_fee(transfer_id) else None,
         )
-
-    def _has_fee(self, transfer_id: str) -> bool:
-        with self.db.read() as session:
-            transfer = session.get(Transfer, transfer_id)
-            return bool(transfer and transfer.fee_amount)
 
     def reversed_by_core(self, session: Session, transfer_id: str, cause: str) -> None:
         """The core reversed a booked transfer (learned from its settlement reports): the
