@@ -112,6 +112,11 @@ def post_transfer(  # type: ignore[no-untyped-def]
     return client.post("/v1/transfers", json=body, headers=headers)
 
 
+def get_transfer(client, s: Setup, transfer_id: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """The transfer as its partner reads it (with history)."""
+    return client.get(f"/v1/transfers/{transfer_id}", headers=s.partner.auth).json()  # type: ignore[no-any-return]
+
+
 def post(client, s: Setup, path: str, body: dict[str, Any] | None = None):  # type: ignore[no-untyped-def]
     return post_json(client, path, s.partner, body)
 

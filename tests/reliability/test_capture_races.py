@@ -14,11 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from gateway.store.tables import Transfer
-from tests.flows import Setup, charge_fees, post, post_transfer
-
-
-def _status(client, s: Setup, transfer_id: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    return client.get(f"/v1/transfers/{transfer_id}", headers=s.partner.auth).json()  # type: ignore[no-any-return]
+from tests.flows import Setup, charge_fees, get_transfer, post, post_transfer
 
 
 def _capture(client, s: Setup, transfer_id: str, value: str):  # type: ignore[no-untyped-def]
@@ -53,7 +49,7 @@ def test_a_second_capture_or_void_while_one_is_at_the_core_is_refused(
     assert second.status_code == 409 and second.json()["code"] == "operation_in_progress"
     assert void.status_code == 409 and void.json()["code"] == "operation_in_progress"
     assert first["response"].status_code == 200, first["response"].text
-    after = _status(client, s, held["id"])
+    after = get_transfer(client, s, held["id"])
     assert after["status"] == "succeeded"
     assert after["amount_captured"]["value"] == "120.00"
     assert core.postings(held["id"]) == 1
@@ -69,7 +65,7 @@ def test_a_capture_while_the_core_is_down_leaves_the_hold_usable(
         refused = _capture(client, s, held["id"], "100.00")
     assert refused.status_code == 503, refused.text
     assert refused.json()["code"] == "core_banking_unavailable"
-    assert _status(client, s, held["id"])["status"] == "authorized"
+    assert get_transfer(client, s, held["id"])["status"] == "authorized"
     assert core.postings(held["id"]) == 0
     retried = _capture(client, s, held["id"], "100.00")
     assert retried.status_code == 200, retried.text
@@ -99,10 +95,10 @@ def test_a_capture_that_died_before_the_core_answered_is_cleared_without_stallin
     )
     s.partner.renew()
     container.recovery.run()
-    after = _status(client, s, held["id"])
+    after = get_transfer(client, s, held["id"])
     assert after["status"] == "authorized"  # the hold stands, as before the capture
     assert after["history"][-1]["to"] == "authorized"
-    assert _status(client, s, lost["id"])["status"] == "failed"  # the pass went on
+    assert get_transfer(client, s, lost["id"])["status"] == "failed"  # the pass went on
     captured = _capture(client, s, held["id"], "50.00")
     assert captured.status_code == 200, captured.text
     assert captured.json()["amount_captured"]["value"] == "50.00"

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import make_core_banking
-from tests.flows import Setup, post, post_transfer
+from tests.flows import get_transfer, post, post_transfer
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +30,6 @@ def impatient(settings, clock, core_simulator) -> Iterator[Any]:  # type: ignore
     with app.test_client() as test_client:
         yield test_client
     gateway.close()
-
-
-def _status(client, s: Setup, transfer_id: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    return client.get(f"/v1/transfers/{transfer_id}", headers=s.partner.auth).json()  # type: ignore[no-any-return]
 
 
 def _recover(container, clock, seconds: float = 0) -> None:  # type: ignore[no-untyped-def]
@@ -53,7 +49,7 @@ def test_book_then_drop_ends_succeeded_with_one_posting(
     assert transfer["status"] == "unknown"
     assert core.postings(transfer["id"]) == 1  # the core did book it
     _recover(container, clock, seconds=2)
-    after = _status(client, s, transfer["id"])
+    after = get_transfer(client, s, transfer["id"])
     assert after["status"] == "succeeded"
     assert [h["to"] for h in after["history"]][-2:] == ["unknown", "succeeded"]
     assert core.postings(transfer["id"]) == 1
@@ -79,7 +75,7 @@ def test_a_timeout_ends_succeeded_with_one_posting(
     assert transfer["status"] == "unknown"
     core_simulator.reset_faults()  # let the stalled request finish
     _recover(container, clock, seconds=2)
-    assert _status(client, s, transfer["id"])["status"] == "succeeded"
+    assert get_transfer(client, s, transfer["id"])["status"] == "succeeded"
     assert core.postings(transfer["id"]) == 1
     assert core_simulator.request_count("PostTransfer") - before == 1  # never posted again
     assert core.available(s.account) == "9900.00"
@@ -100,11 +96,11 @@ def test_never_booked_fails_only_after_the_safe_window(
     ).json()
     core_simulator.reset_faults()
     _recover(container, clock, seconds=5)  # NOT_FOUND, but too early to conclude
-    assert _status(client, s, transfer["id"])["status"] == "unknown"
+    assert get_transfer(client, s, transfer["id"])["status"] == "unknown"
     window = container.settings.recovery_not_found_after_seconds
     _recover(container, clock, seconds=window + 60)
     s.partner.renew()
-    after = _status(client, s, transfer["id"])
+    after = get_transfer(client, s, transfer["id"])
     assert after["status"] == "failed"
     assert after["failure"]["code"] == "not_booked"
     assert core.postings(transfer["id"]) == 0
@@ -128,10 +124,11 @@ def test_a_process_that_died_before_calling_the_core(
         row.unknown_since = None
     stale = container.settings.recovery_stale_processing_seconds
     _recover(container, clock, seconds=stale + 5)
-    assert _status(client, s, transfer["id"])["status"] == "unknown"  # asked, NOT_FOUND, waiting
+    # Asked, NOT_FOUND, waiting:
+    assert get_transfer(client, s, transfer["id"])["status"] == "unknown"
     _recover(container, clock, seconds=container.settings.recovery_not_found_after_seconds + 60)
     s.partner.renew()
-    assert _status(client, s, transfer["id"])["status"] == "failed"
+    assert get_transfer(client, s, transfer["id"])["status"] == "failed"
     assert core.postings(transfer["id"]) == 0
 
 
@@ -160,11 +157,11 @@ def test_a_lost_refund_answer_is_resolved_without_a_second_refund(
     after = client.get(f"/v1/refunds/{refund['id']}", headers=s.partner.auth).json()
     assert after["status"] == "succeeded"
     assert core.postings(refund["id"]) == 1
-    assert _status(client, s, transfer["id"])["amount_refunded"]["value"] == "40.00"
+    assert get_transfer(client, s, transfer["id"])["amount_refunded"]["value"] == "40.00"
     assert core.available(s.account) == "9940.00"
 
 
-def test_a_lost_capture_answer_is_resolved_by_status(
+def test_a_lost_capture_answer_is_resolved_byget_transfer(
     client, container, core, core_simulator, funded, clock
 ) -> None:  # type: ignore[no-untyped-def]
     s = funded()
@@ -178,7 +175,7 @@ def test_a_lost_capture_answer_is_resolved_by_status(
     ).json()
     assert captured["status"] == "unknown"
     _recover(container, clock, seconds=2)
-    after = _status(client, s, held["id"])
+    after = get_transfer(client, s, held["id"])
     assert after["status"] == "succeeded"
     assert after["amount_captured"]["value"] == "120.00"
     assert core.postings(held["id"]) == 1
@@ -193,7 +190,7 @@ def test_an_unconfirmed_hold_is_released_not_left(
     held = post_transfer(client, s, "300.00", capture_method="manual").json()
     assert held["status"] == "unknown"
     _recover(container, clock, seconds=2)
-    after = _status(client, s, held["id"])
+    after = get_transfer(client, s, held["id"])
     assert after["status"] == "failed"
     assert after["failure"]["code"] == "hold_outcome_unknown"
     assert core.available(s.account) == "10000.00"  # the hold that was placed is gone
@@ -207,14 +204,14 @@ def test_recovery_backs_off_while_the_core_is_down(
     transfer = post_transfer(client, s, "10.00").json()
     with core_simulator.fault("GetTransactionStatus", "unavailable"):
         _recover(container, clock, seconds=2)
-    assert _status(client, s, transfer["id"])["status"] == "unknown"
+    assert get_transfer(client, s, transfer["id"])["status"] == "unknown"
     gauge = re.search(
         r'^gateway_transfers_unknown\{kind="transfer"\} (\S+)$', client.get("/metrics").text, re.M
     )
     assert gauge is not None and float(gauge.group(1)) >= 1  # operators see money in doubt
     _recover(container, clock, seconds=timedelta(minutes=10).total_seconds())
     s.partner.renew()
-    assert _status(client, s, transfer["id"])["status"] == "succeeded"
+    assert get_transfer(client, s, transfer["id"])["status"] == "succeeded"
 
 
 def test_an_outcome_that_could_not_be_recorded_is_recovered_once(
@@ -251,7 +248,7 @@ def test_an_outcome_that_could_not_be_recorded_is_recovered_once(
 
     stale = container.settings.recovery_stale_processing_seconds
     _recover(container, restore_clock, seconds=stale + 5)
-    assert _status(client, s, transfer.id)["status"] == "succeeded"
+    assert get_transfer(client, s, transfer.id)["status"] == "succeeded"
     assert core.postings(transfer.id) == 1
 
     restore_clock.advance(seconds=container.settings.idempotency_lock_seconds + 1)
