@@ -713,6 +713,13 @@ class PayoutService:
         self, session: Session, payout: Payout, result: PayoutResult, source: str, now: datetime
     ) -> None:
         if result.state == "pending":
+            # A provider may name the recipient's action only once (WeChat Pay's package_info
+            # comes with the transfer's creation, not its queries): keep it until the end.
+            action = (
+                {"recipient_action": dict(result.recipient_action)}
+                if result.recipient_action
+                else {}
+            )
             self._step(
                 session,
                 payout,
@@ -720,8 +727,8 @@ class PayoutService:
                 f"{source}: provider reports pending",
                 to=S.PROCESSING if payout.status == S.UNKNOWN else None,
                 provider_state="pending",
-                recipient_action=dict(result.recipient_action) if result.recipient_action else None,
                 next_check_at=now + self._backoff(payout.checks + 1),
+                **action,
             )
             return
         # not_found: the provider has no record (yet). Recovery sends again after a while.

@@ -269,7 +269,7 @@ def test_a_large_transfer_needs_the_real_name_which_is_sent_encrypted(
 
 def test_a_transfer_waiting_for_the_user_completes_when_confirmed(
     client: Any, channel: Any, customer: str, core: Any, core_simulator: Any,
-    wechatpay_sandbox: Any, clock: Any,
+    wechatpay_sandbox: Any, clock: Any, container: Any,
 ) -> None:  # fmt: skip
     books = Money(core, core_simulator, customer, clearing=WECHATPAY_CLEARING_ACCOUNT)
     payout = pay(client, channel, customer, openid=LIU_YANG).json()
@@ -291,13 +291,19 @@ def test_a_transfer_waiting_for_the_user_completes_when_confirmed(
 
     clock.advance(seconds=CN_PROCESSING_SECONDS)
     assert deliver_posts(wechatpay_sandbox, client) == []
-    assert get(client, channel, payout["id"])["status"] == "processing"
+    # A status poll while it waits: WeChat Pay's query answer carries no package_info, and
+    # the channel must keep what it needs to ask the user.
+    clock.advance(minutes=10)
+    container.payout_recovery.run()
+    waiting = get(client, channel.renew(), payout["id"])
+    assert (waiting["status"], waiting["next_action"]) == ("processing", action)
 
     wechatpay_sandbox.confirm(out_bill_no)
     clock.advance(seconds=CN_PROCESSING_SECONDS)
     deliver_posts(wechatpay_sandbox, client)
 
-    assert get(client, channel, payout["id"])["status"] == "succeeded"
+    done = get(client, channel, payout["id"])
+    assert (done["status"], done["next_action"]) == ("succeeded", None)
     books.assert_paid(payout["id"], "100.00")
 
 
