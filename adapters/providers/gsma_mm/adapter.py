@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -34,7 +35,6 @@ from adapters.base import (
     ProviderOutcomeUnknown,
     ProviderRefs,
     ProviderRejected,
-    ProviderUnavailable,
     UnknownProviderStatus,
 )
 from adapters.http import new_session
@@ -94,10 +94,8 @@ def _lookup_error(rule: mapping.ErrorRule, answer: Answer) -> Exception:
     """A refused status query says nothing about the payout: it stays in doubt and is asked
     again later. Our credentials refused keep their code, so operators see why."""
     if rule.code == "provider_authentication_failed":
-        return ProviderUnavailable(
-            rule.message, code=rule.code, provider_code=mapping.provider_code(answer.body or {})
-        )
-    if rule.outcome == "rejected":
+        rule = replace(rule, outcome="unavailable")
+    elif rule.outcome == "rejected":
         rule = mapping.CATEGORY_DEFAULTS["internal"]
     return mapping.error_for(rule, answer.body or {})
 

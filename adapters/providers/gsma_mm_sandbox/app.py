@@ -50,6 +50,8 @@ from adapters.providers.sandbox_kit import (
     FaultList,
     SandboxControls,
     abort_connection,
+    add_fault_routes,
+    json_body,
 )
 from gateway.domain.clock import Clock, SystemClock
 
@@ -579,12 +581,6 @@ def register_admin(app: Flask, sandbox: GsmaMmSandbox) -> None:
         )
         return jsonify(body), exc.code or 400
 
-    def body() -> dict[str, Any]:
-        data = request.get_json(silent=True)
-        if not isinstance(data, dict):
-            raise ValueError("expected a JSON object")
-        return data
-
     @app.get("/sandbox")
     def info() -> Response:
         return jsonify(
@@ -597,25 +593,7 @@ def register_admin(app: Flask, sandbox: GsmaMmSandbox) -> None:
             }
         )
 
-    @app.get("/sandbox/faults")
-    def list_faults() -> Response:
-        return jsonify({"data": [rule.to_json() for rule in sandbox.faults.rules()]})
-
-    @app.post("/sandbox/faults")
-    def add_fault() -> tuple[Response, int]:
-        rule = sandbox.faults.add(FaultRule.from_json(body()))
-        return jsonify(rule.to_json()), 201
-
-    @app.delete("/sandbox/faults")
-    def clear_faults() -> tuple[str, int]:
-        sandbox.reset_faults()
-        return "", 204
-
-    @app.delete("/sandbox/faults/<rule_id>")
-    def delete_fault(rule_id: str) -> tuple[Response | str, int]:
-        if not sandbox.faults.remove(rule_id):
-            return jsonify({"error": "no such fault rule"}), 404
-        return "", 204
+    add_fault_routes(app, sandbox, FaultRule.from_json)
 
     @app.get("/sandbox/wallets")
     def list_wallets() -> Response:
@@ -624,7 +602,7 @@ def register_admin(app: Flask, sandbox: GsmaMmSandbox) -> None:
 
     @app.post("/sandbox/wallets")
     def open_wallet() -> tuple[Response, int]:
-        data = body()
+        data = json_body()
         for required in ("msisdn", "first_name", "last_name"):
             if not data.get(required):
                 raise ValueError(f"{required} is required")
