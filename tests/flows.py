@@ -45,14 +45,26 @@ def last_code(container, mobile: str) -> str:  # type: ignore[no-untyped-def]
     return re.search(r"\b(\d{6})\b", text).group(1)  # type: ignore[union-attr]
 
 
-def create_active_link(client, container, core, partner, **account_kwargs: Any) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    """Open an account at the simulator, link it and confirm the OTP; returns the link."""
+def create_active_link(  # type: ignore[no-untyped-def]
+    client,
+    container,
+    core,
+    partner,
+    consent_limits: dict[str, str] | None = None,
+    **account_kwargs: Any,
+) -> dict[str, Any]:
+    """Open an account at the simulator, link it and confirm the OTP; returns the link.
+    `consent_limits` (e.g. {"daily": "100.00"}, CNY) replace the default consent limits."""
     mobile = account_kwargs.setdefault("mobile", f"+86138{uuid.uuid4().int % 10**8:08d}")
     account = core.open_account(**account_kwargs)
     currency = account_kwargs.get("currency", "CNY")
     body = link_body(account, currency=currency)
     if currency != "CNY":
         body["consent"].pop("limits")
+    if consent_limits is not None:
+        body["consent"]["limits"] = {
+            name: {"value": value, "currency": currency} for name, value in consent_limits.items()
+        }
     created = post_json(client, "/v1/links", partner, body)
     assert created.status_code == 201, created.text
     verified = post_json(

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tests.flows import Setup, last_code, link_body, post_json, post_transfer
+from tests.flows import post_transfer
 
 
 def test_concurrent_debits_never_exceed_the_daily_limit(client, core, funded) -> None:  # type: ignore[no-untyped-def]
@@ -40,32 +40,8 @@ def test_concurrent_debits_never_exceed_the_daily_limit(client, core, funded) ->
     assert sorted(t["id"] for t in listed["data"]) == sorted(b["id"] for b in accepted)
 
 
-def _link_with_limits(client, container, core, make_partner, limits: dict[str, str]) -> Setup:  # type: ignore[no-untyped-def]
-    """A partner with a settlement account and an active link whose consent has `limits`."""
-    settlement = core.open_account(
-        "Wallet settlement", "CNY", kind="settlement", balance="100000.00", mobile=None
-    )
-    partner = make_partner(settlement_account=settlement, settlement_currency="CNY")
-    mobile = "+8613600136000"
-    account = core.open_account(mobile=mobile, balance="100000.00")
-    body = link_body(account)
-    body["consent"]["limits"] = {
-        name: {"value": value, "currency": "CNY"} for name, value in limits.items()
-    }
-    created = post_json(client, "/v1/links", partner, body)
-    assert created.status_code == 201, created.text
-    link = post_json(
-        client,
-        f"/v1/links/{created.json()['id']}/verify",
-        partner,
-        {"code": last_code(container, mobile)},
-    )
-    assert link.status_code == 200, link.text
-    return Setup(partner, link.json(), account, settlement)
-
-
 def test_the_monthly_limit_binds_when_each_day_is_within_the_daily_limit(
-    client, container, core, make_partner, restore_clock
+    client, container, core, funded, restore_clock
 ) -> None:  # type: ignore[no-untyped-def]
     # The 10th of next month at noon (business time): the days used below share one month.
     zone = ZoneInfo(container.settings.business_timezone)
@@ -74,12 +50,9 @@ def test_the_monthly_limit_binds_when_each_day_is_within_the_daily_limit(
         day=10, hour=12, minute=0, second=0, microsecond=0
     )
     restore_clock.advance(tenth - now)
-    s = _link_with_limits(
-        client,
-        container,
-        core,
-        make_partner,
-        {"per_transaction": "5000.00", "daily": "20000.00", "monthly": "30000.00"},
+    s = funded(
+        balance="100000.00",
+        consent_limits={"per_transaction": "5000.00", "daily": "20000.00", "monthly": "30000.00"},
     )
     for _ in range(4):  # day 1: 16000.00 of 20000.00
         assert post_transfer(client, s, "4000.00").json()["status"] == "succeeded"
