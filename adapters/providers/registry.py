@@ -96,7 +96,7 @@ def _alipay_sandbox(
 ) -> RunningSandbox:
     """The Alipay sandbox with the gateway's app id and key; it publishes its Alipay public
     key where the adapter reads Alipay's keys."""
-    from adapters.providers.alipay.settings import SANDBOX_CERTS_DIR_NAME, SANDBOX_DIR_NAME
+    from adapters.providers.alipay.settings import SANDBOX_DIR_NAME
     from adapters.providers.alipay_sandbox import AlipaySandbox
 
     credentials = settings.credentials(data_dir)
@@ -108,7 +108,9 @@ def _alipay_sandbox(
         app_id=credentials.app_id,
         # Certificate mode: the sandbox issues the console's files where the adapter reads them.
         certificate_mode=credentials.signing_mode == "certificate",
-        certs_dir=keys_dir / SANDBOX_CERTS_DIR_NAME,
+        app_cert_file=credentials.app_cert_file,
+        alipay_root_cert_file=credentials.alipay_root_cert_file,
+        alipay_certs_dir=credentials.alipay_certs_dir,
         processing_delay=1.0,
     )
     return sandbox.serve(host, port)

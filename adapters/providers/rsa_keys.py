@@ -156,10 +156,10 @@ class KeyRing:
         directory: Path | None = None,
         reload_seconds: float = 5.0,
         pattern: str = "*.pem",
-        loader: Callable[[Path], Iterable[tuple[str, PublicKey]]] | None = None,
+        loader: Callable[[Path], tuple[str, PublicKey]] | None = None,
     ) -> None:
         """`pattern` / `loader`: which files of `directory` hold keys and how a file becomes
-        (id, key) entries (default: `*.pem`, known by certificate serial or file name)."""
+        its (id, key) entry (default: `*.pem`, known by certificate serial or file name)."""
         self._fixed = dict(keys or {})
         self._directory = directory
         self._reload_seconds = reload_seconds
@@ -208,7 +208,8 @@ class KeyRing:
         if self._directory is not None and self._directory.is_dir():
             for path in sorted(self._directory.glob(self._pattern)):
                 if self._loader is not None:
-                    loaded.update(self._loader(path))
+                    key_id, entry = self._loader(path)
+                    loaded[key_id] = entry
                     continue
                 key = load_public_key_file(path)
                 loaded[key.serial or path.stem] = key

@@ -357,9 +357,9 @@ def test_a_payout_in_certificate_mode_survives_a_certificate_rotation(
         ),
         container.providers.context,
     )
-    assert adapter.certificate_serials is not None
+    assert adapter.client.certificates is not None
     assert (
-        adapter.certificate_serials.alipay_root_cert_sn == sandbox.certificates.alipay_root_cert_sn
+        adapter.client.certificates.alipay_root_cert_sn == sandbox.certificates.alipay_root_cert_sn
     )
     previous = container.providers.replace("alipay", adapter)
     try:

@@ -95,7 +95,7 @@ def _webhook_reason(body: bytes, now: datetime, keys: list[PublicKey] | None = N
 
 def test_notify_time_is_beijing_time() -> None:
     assert webhooks.sent_at(NOTIFY) == NOTIFY_SENT
-    assert webhooks.beijing_time(NOTIFY_SENT) == NOTIFY["notify_time"]
+    assert signing.beijing_time(NOTIFY_SENT) == NOTIFY["notify_time"]
 
 
 def test_the_genuine_notification_is_taken_within_its_window() -> None:
@@ -130,7 +130,7 @@ def test_a_changed_byte_or_wrong_key_keeps_its_reason_whatever_the_time() -> Non
         assert _webhook_reason(changed, now) == "content_mismatch"
         assert _webhook_reason(genuine, now, [OTHER_ALIPAY_KEY]) == "wrong_key"
     # Moving notify_time into the window breaks the signature: content_mismatch, not stale.
-    fresh = webhooks.beijing_time(datetime.now(UTC))
+    fresh = signing.beijing_time(datetime.now(UTC))
     moved = urlencode({**NOTIFY, "notify_time": fresh}).encode()
     assert _webhook_reason(moved, datetime.now(UTC)) == "content_mismatch"
 

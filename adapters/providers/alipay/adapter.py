@@ -99,7 +99,6 @@ class AlipayProvider:
                 )
         except KeyFileError as exc:
             raise SettingsError(f"invalid Alipay keys: {exc}") from None
-        self.certificate_serials = serials
         self.session = session or new_session(
             user_agent=context.user_agent, pool_size=settings.pool_size, tls=settings.tls
         )
@@ -284,7 +283,7 @@ def _certificates(
         fixed,
         directory=credentials.alipay_certs_dir,
         pattern="*.crt",
-        loader=certificates.alipay_certificate_entries,
+        loader=certificates.load_alipay_certificate,
     )
     if not ring.ids():
         where = credentials.alipay_certs_dir or ", ".join(map(str, credentials.alipay_certs))

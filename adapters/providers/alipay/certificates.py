@@ -201,10 +201,15 @@ def read_certificates(data: bytes) -> list[CertificateFields]:
     return [read_certificate(der) for der in certificates_der(data)]
 
 
+def _root_sn(chain: list[CertificateFields]) -> str:
+    """The SNs of the chain's RSA-signed certificates, in order, joined with `_`."""
+    return "_".join(cert.sn for cert in chain if cert.rsa_signed)
+
+
 def root_cert_sn(data: bytes) -> str:
     """`alipay_root_cert_sn` of a root chain file: the SNs of its RSA-signed certificates,
     in file order, joined with `_` (empty when there is none)."""
-    return "_".join(cert.sn for cert in read_certificates(data) if cert.rsa_signed)
+    return _root_sn(read_certificates(data))
 
 
 # --- files ---------------------------------------------------------------------------------------
@@ -248,7 +253,8 @@ def load_app_certificate(path: Path, private_key: rsa.RSAPrivateKey) -> str:
 
 
 def load_alipay_certificate(path: Path) -> tuple[str, PublicKey]:
-    """An Alipay certificate (alipayCertPublicKey_RSA2.crt): its SN and its verification key."""
+    """An Alipay certificate (alipayCertPublicKey_RSA2.crt): its SN and its verification key
+    (also `KeyRing`'s loader for a directory of Alipay certificates, known by their SN)."""
     fields, certificate = _first(path, "Alipay certificate")
     key = certificate.public_key()
     if not isinstance(key, rsa.RSAPublicKey):
@@ -256,11 +262,6 @@ def load_alipay_certificate(path: Path) -> tuple[str, PublicKey]:
     return fields.sn, PublicKey(
         key, fields.sn, certificate.not_valid_before_utc, certificate.not_valid_after_utc
     )
-
-
-def alipay_certificate_entries(path: Path) -> list[tuple[str, PublicKey]]:
-    """`KeyRing` loader for a directory of Alipay certificates (keys known by their SN)."""
-    return [load_alipay_certificate(path)]
 
 
 def load_root_cert_sn(path: Path) -> str:
@@ -272,7 +273,7 @@ def load_root_cert_sn(path: Path) -> str:
         raise KeyFileError(f"{path}: not a readable certificate chain ({exc})") from None
     if not chain:
         raise KeyFileError(f"{path}: no certificate in the Alipay root certificate chain file")
-    value = "_".join(cert.sn for cert in chain if cert.rsa_signed)
+    value = _root_sn(chain)
     if not value:
         raise KeyFileError(f"{path}: no RSA certificate in the Alipay root certificate chain")
     return value

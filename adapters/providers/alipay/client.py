@@ -28,7 +28,6 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta, timezone
 from typing import Any
 from urllib.parse import urlencode
 
@@ -51,7 +50,6 @@ from gateway.observability.metrics import PROVIDER_CALLS, PROVIDER_LATENCY
 
 log = get_logger("adapters.providers.alipay")
 PROVIDER = "alipay"
-BEIJING = timezone(timedelta(hours=8), "CST")
 
 
 @dataclass(frozen=True)
@@ -82,11 +80,6 @@ class Answer:
 def _record(operation: str, outcome: str, started: float) -> None:
     PROVIDER_CALLS.labels(PROVIDER, operation, outcome).inc()
     PROVIDER_LATENCY.labels(PROVIDER, operation).observe(time.perf_counter() - started)
-
-
-def beijing_time(clock: Clock) -> str:
-    """Alipay's `timestamp`: "yyyy-MM-dd HH:mm:ss" in China Standard Time."""
-    return clock.now().astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S")
 
 
 class AlipayClient:
@@ -125,7 +118,7 @@ class AlipayClient:
             "format": "JSON",
             "charset": "utf-8",
             "sign_type": signing.SIGN_TYPE,
-            "timestamp": beijing_time(self.clock),
+            "timestamp": signing.beijing_time(self.clock.now()),
             "version": "1.0",
             "biz_content": json.dumps(biz, ensure_ascii=False, separators=(",", ":")),
         }
@@ -209,10 +202,8 @@ class AlipayClient:
     def verify(self, value: signing.ResponseValue) -> str | None:
         """None when the answer's signature holds, else why not (keys re-read once)."""
         if self.certificates is not None and value.sign and value.cert_sn:
-            key = self.keys.get(value.cert_sn)  # an unknown SN re-reads the directory first
-            if key is None:
-                return "unknown_cert_sn"
             try:
+                key = signing.key_by_cert_sn(self.keys, value.cert_sn)
                 signing.verify_response(value, (key,))
                 return None
             except signing.SignatureError as exc:

@@ -30,15 +30,18 @@ import binascii
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from adapters.providers.rsa_keys import PublicKey
+from adapters.providers.rsa_keys import KeyRing, PublicKey
 
 SIGN_TYPE = "RSA2"
+BEIJING = timezone(timedelta(hours=8), "CST")
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # request `timestamp` and notification `notify_time`
 
 
 class SignatureError(ValueError):
@@ -47,6 +50,11 @@ class SignatureError(ValueError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def beijing_time(moment: datetime) -> str:
+    """`moment` as Alipay writes times: "yyyy-MM-dd HH:mm:ss" in China Standard Time (UTC+8)."""
+    return moment.astimezone(BEIJING).strftime(TIME_FORMAT)
 
 
 def content(params: Mapping[str, Any], *, exclude: Iterable[str] = ("sign",)) -> str:
@@ -97,6 +105,15 @@ def check(signature: str, texts: Iterable[bytes], keys: Iterable[PublicKey]) -> 
             continue
         raise SignatureError("content_mismatch")
     raise SignatureError("wrong_key")
+
+
+def key_by_cert_sn(keys: KeyRing, cert_sn: str) -> PublicKey:
+    """Certificate mode: the key of the Alipay certificate `cert_sn` names (an SN not loaded
+    makes the directory be read again once first); raises `SignatureError("unknown_cert_sn")`."""
+    key = keys.get(cert_sn)
+    if key is None:
+        raise SignatureError("unknown_cert_sn")
+    return key
 
 
 def verify_notification(params: Mapping[str, str], keys: Iterable[PublicKey]) -> None:

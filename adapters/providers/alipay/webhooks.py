@@ -41,7 +41,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -60,8 +60,6 @@ MAX_BODY_BYTES = 65_536
 SUCCESS = b"success"
 MAX_AGE = timedelta(hours=48)  # Alipay retries for ~25 h: every genuine retry is taken
 MAX_SKEW = timedelta(minutes=5)  # how far ahead of our clock Alipay's may be
-BEIJING = timezone(timedelta(hours=8), "CST")
-NOTIFY_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 _NOTIFY_TIME = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$")
 _UTC_TIMESTAMP = re.compile(r"^[0-9]{1,15}$")
 
@@ -129,10 +127,8 @@ def verify(
 def _verify_by_cert_sn(params: Mapping[str, str], keys: KeyRing) -> None:
     if not params.get("sign"):
         raise WebhookVerificationError("missing_signature")
-    key = keys.get(params["alipay_cert_sn"])  # an unknown SN re-reads the directory first
-    if key is None:
-        raise WebhookVerificationError("unknown_cert_sn")
     try:
+        key = signing.key_by_cert_sn(keys, params["alipay_cert_sn"])
         signing.verify_notification(params, (key,))
     except signing.SignatureError as exc:
         raise WebhookVerificationError(exc.reason) from None
@@ -161,10 +157,10 @@ def sent_at(params: Mapping[str, str]) -> datetime:
         if not _NOTIFY_TIME.match(notify_time):
             raise WebhookVerificationError("malformed_timestamp")
         try:
-            local = datetime.strptime(notify_time, NOTIFY_TIME_FORMAT)
+            local = datetime.strptime(notify_time, signing.TIME_FORMAT)
         except ValueError:
             raise WebhookVerificationError("malformed_timestamp") from None
-        return local.replace(tzinfo=BEIJING).astimezone(UTC)
+        return local.replace(tzinfo=signing.BEIJING).astimezone(UTC)
     stamp = params.get("utc_timestamp")
     if stamp:
         if not _UTC_TIMESTAMP.match(stamp):
@@ -174,11 +170,6 @@ def sent_at(params: Mapping[str, str]) -> datetime:
         except (OverflowError, OSError, ValueError):
             raise WebhookVerificationError("malformed_timestamp") from None
     raise WebhookVerificationError("missing_timestamp")
-
-
-def beijing_time(moment: datetime) -> str:
-    """`moment` written as Alipay writes `notify_time` (and request timestamps)."""
-    return moment.astimezone(BEIJING).strftime(NOTIFY_TIME_FORMAT)
 
 
 def _event_id(params: Mapping[str, str], body: bytes) -> str:
@@ -254,7 +245,7 @@ def notification(
         if "msg_method" in values:
             values["utc_timestamp"] = str(int(sent.timestamp() * 1000))
         else:
-            values["notify_time"] = beijing_time(sent)
+            values["notify_time"] = signing.beijing_time(sent)
     excluded = ("sign",) if sign_type_signed else ("sign", "sign_type")
     values["sign"] = signing.sign(key, signing.content(values, exclude=excluded))
     return urlencode(values).encode()

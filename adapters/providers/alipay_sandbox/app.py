@@ -193,6 +193,7 @@ class AlipaySandbox(SandboxControls[FaultRule]):
         self.alipay_key = alipay_key or rsa.generate_private_key(65537, 2048)
         self.certificates = certificates
         self.certs_dir: Path | None = None  # where from_files publishes the certificates
+        self.alipay_certs_dir: Path | None = None  # and the Alipay certificates (rotations)
         if certificates is not None:
             self.app_public_key = certificates.app_public_key()
             if not certs.certifies(certificates.alipay_certificate, self.alipay_key.public_key()):
@@ -224,6 +225,9 @@ class AlipaySandbox(SandboxControls[FaultRule]):
         app_id: str = "2021000100000001",
         certificate_mode: bool = False,
         certs_dir: Path | None = None,
+        app_cert_file: Path | None = None,
+        alipay_root_cert_file: Path | None = None,
+        alipay_certs_dir: Path | None = None,
         **options: Any,
     ) -> AlipaySandbox:
         """A sandbox keeping its keys in `keys_dir`: the stand-in application key (created if
@@ -231,7 +235,9 @@ class AlipaySandbox(SandboxControls[FaultRule]):
         published as `<publish_dir>/alipay_public_key.pem` for the gateway to verify with.
 
         `certificate_mode`: instead, its certification authority (`<keys_dir>/sandbox/ca/`,
-        created if missing) and the console's files published in `certs_dir` (default
+        created if missing) and the console's files published as `app_cert_file`,
+        `alipay_root_cert_file` and `<alipay_certs_dir>/alipayCertPublicKey_RSA2.crt` (the
+        gateway passes its own paths). Standalone, they default to `certs_dir` (default
         `<keys_dir>/certs`): `appCertPublicKey_<APPID>.crt` (an existing one for the application
         key is accepted, else one is issued), `alipayRootCert.crt` and
         `alipay-certs/alipayCertPublicKey_RSA2.crt`."""
@@ -248,8 +254,10 @@ class AlipaySandbox(SandboxControls[FaultRule]):
             )
         target = certs_dir or keys_dir / "certs"
         pki = certs.Pki.load_or_create(keys_dir / "sandbox" / "ca")
-        app_file = target / f"appCertPublicKey_{app_id}.crt"
-        alipay_file = target / "alipay-certs" / certs.ALIPAY_CERT_FILE
+        app_file = app_cert_file or target / f"appCertPublicKey_{app_id}.crt"
+        root_file = alipay_root_cert_file or target / certs.ROOT_FILE
+        alipay_dir = alipay_certs_dir or target / "alipay-certs"
+        alipay_file = alipay_dir / certs.ALIPAY_CERT_FILE
         bundle = certs.Certificates(
             pki,
             certs.reuse(app_file, app_key.public_key())
@@ -258,8 +266,8 @@ class AlipaySandbox(SandboxControls[FaultRule]):
             or pki.alipay_certificate(alipay.public_key()),
         )
         files = bundle.files(app_id)
-        certs.write_file(app_file, files[app_file.name])
-        certs.write_file(target / certs.ROOT_FILE, files[certs.ROOT_FILE])
+        certs.write_file(app_file, files[f"appCertPublicKey_{app_id}.crt"])
+        certs.write_file(root_file, files[certs.ROOT_FILE])
         certs.write_file(alipay_file, files[certs.ALIPAY_CERT_FILE])
         sandbox = cls(
             app_public_key=app_key.public_key(),
@@ -269,6 +277,7 @@ class AlipaySandbox(SandboxControls[FaultRule]):
             **options,
         )
         sandbox.certs_dir = target
+        sandbox.alipay_certs_dir = alipay_dir
         return sandbox
 
     def rotate_alipay_certificate(self) -> str:
@@ -281,9 +290,9 @@ class AlipaySandbox(SandboxControls[FaultRule]):
             certificate = self.certificates.rotate(key.public_key())
             self.alipay_key = key
         serial = certs.cert_sn(certificate)
-        if self.certs_dir is not None:
+        if self.alipay_certs_dir is not None:
             certs.write_file(
-                self.certs_dir / "alipay-certs" / f"alipayCertPublicKey_RSA2_{serial[:8]}.crt",
+                self.alipay_certs_dir / f"alipayCertPublicKey_RSA2_{serial[:8]}.crt",
                 certs.pem(certificate, self.certificates.pki.class2.certificate),
             )
         return serial

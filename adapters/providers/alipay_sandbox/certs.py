@@ -18,17 +18,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import secrets
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
+
+from adapters.providers.alipay_sandbox import keys
 
 RSA_SIGNATURES = {
     SignatureAlgorithmOID.RSA_WITH_SHA1,
@@ -187,27 +189,36 @@ class Pki:
         return self.class2.issue(_name("Alipay Sandbox (Alipay)", "Alipay"), key)
 
 
-@dataclass
 class Certificates:
     """What certificate mode runs on: the application's certificate (issued here or given),
-    the root chain, and the Alipay certificate whose key signs answers and notifications."""
+    the root chain, and the Alipay certificate whose key signs answers and notifications.
+    The SNs are computed once (the Alipay certificate's again when `rotate` replaces it)."""
 
-    pki: Pki
-    app_certificate: x509.Certificate
-    alipay_certificate: x509.Certificate
-    history: list[x509.Certificate] = field(default_factory=list)  # earlier Alipay certificates
+    alipay_cert_sn: str  # set with the Alipay certificate
+
+    def __init__(
+        self, pki: Pki, app_certificate: x509.Certificate, alipay_certificate: x509.Certificate
+    ) -> None:
+        self.pki = pki
+        self.app_certificate = app_certificate
+        self.alipay_certificate = alipay_certificate
 
     @property
+    def alipay_certificate(self) -> x509.Certificate:
+        return self._alipay_certificate
+
+    @alipay_certificate.setter
+    def alipay_certificate(self, certificate: x509.Certificate) -> None:
+        self._alipay_certificate = certificate
+        self.alipay_cert_sn = cert_sn(certificate)
+
+    @cached_property
     def app_cert_sn(self) -> str:
         return cert_sn(self.app_certificate)
 
-    @property
+    @cached_property
     def alipay_root_cert_sn(self) -> str:
         return root_cert_sn(self.pki.roots)
-
-    @property
-    def alipay_cert_sn(self) -> str:
-        return cert_sn(self.alipay_certificate)
 
     def app_public_key(self) -> rsa.RSAPublicKey:
         key = self.app_certificate.public_key()
@@ -223,7 +234,6 @@ class Certificates:
 
     def rotate(self, alipay_key: rsa.RSAPublicKey) -> x509.Certificate:
         """A new Alipay certificate (for a new key): answers name it from now on."""
-        self.history.append(self.alipay_certificate)
         self.alipay_certificate = self.pki.alipay_certificate(alipay_key)
         return self.alipay_certificate
 
@@ -253,9 +263,4 @@ def reuse(path: Path, key: rsa.RSAPublicKey) -> x509.Certificate | None:
 
 def write_file(path: Path, data: bytes) -> None:
     """Replace `path` atomically (a reader never sees half a certificate)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() and path.read_bytes() == data:
-        return
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    temporary.write_bytes(data)
-    temporary.replace(path)
+    keys.write_file(path, data)

@@ -8,6 +8,7 @@ import base64
 import binascii
 import contextlib
 import os
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -47,14 +48,20 @@ def public_pem(key: rsa.RSAPublicKey) -> bytes:
     )
 
 
+def write_file(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` atomically (a reader never sees half a file); nothing is
+    written when it already holds them."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and path.read_bytes() == data:
+        return
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    temporary.write_bytes(data)
+    temporary.replace(path)
+
+
 def publish(directory: Path, name: str, key: rsa.RSAPublicKey) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
     target = directory / name
-    data = public_pem(key)
-    if not target.exists() or target.read_bytes() != data:
-        temporary = directory / f".{name}.{os.getpid()}.tmp"
-        temporary.write_bytes(data)
-        temporary.replace(target)
+    write_file(target, public_pem(key))
     return target
 
 
